@@ -1,0 +1,252 @@
+"""Checkpoints that resume a run exactly, written atomically, read with ``weights_only=True``.
+
+A checkpoint holds the network, the optimizer, the step and iteration counters (so the LR schedule
+continues), the adaptive-KL beta, the observation and return normalisation statistics, the torch,
+NumPy and Python RNG states, the args, the episode log behind the run summary and the W&B run id.
+SIGTERM (a cluster preemption) and Ctrl-C finish the current iteration, save and exit cleanly.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import signal
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from common.cli import exit_usage
+from common.episodes import EpisodeLog
+from common.files import atomic_write_bytes, atomic_write_json
+
+FORMAT_VERSION = 1
+LATEST = "latest.pt"
+
+# Flags that may differ between a run and its resumption; every other flag defines the experiment.
+RESUMABLE_FLAGS = frozenset({
+    "total_timesteps", "save_every", "keep_checkpoints", "resume", "init_from", "runs_dir", "cuda",
+    "torch_threads", "track", "wandb_project_name", "wandb_entity", "wandb_group", "wandb_tags",
+    "capture_video",
+})  # fmt: skip
+
+
+@dataclass
+class RunState:
+    """The mutable bookkeeping of a run, besides the network and optimizer."""
+
+    kl_beta: float
+    episodes: EpisodeLog
+    global_step: int = 0
+    iteration: int = 0
+    wall_time: float = 0.0
+    wandb_run_id: str | None = None
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the arguments to continue with, and the raw saved data."""
+
+    args: Any
+    run_name: str
+    data: dict[str, Any] = field(repr=False)
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder (its ``checkpoints/latest.pt``)."""
+    path = Path(path)
+    return path / "checkpoints" / LATEST if path.is_dir() else path
+
+
+def load_checkpoint(
+    path: str | Path, trainer: str | None = None, args: Any = None, flag: str = "--resume"
+) -> Checkpoint:
+    """Open and check a checkpoint; any problem exits 2 with one line and touches no file.
+
+    With ``args`` (a resume), flags the user changed that would alter the experiment are refused,
+    and the ones that may change (total steps, saving, tracking) override the saved ones.
+    """
+    file = checkpoint_file(path)
+    if not file.is_file():
+        exit_usage(f"{flag}: no checkpoint at {file}; give a checkpoint file or a run folder")
+    try:
+        data = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same one-line answer
+        exit_usage(
+            f"{flag}: {file} is not a readable checkpoint (corrupt or truncated: {type(err).__name__}); use another one, e.g. an earlier file in its checkpoints/ folder"
+        )
+    if not isinstance(data, dict) or "format_version" not in data:
+        exit_usage(f"{flag}: {file} is not a checkpoint of this project")
+    if data["format_version"] != FORMAT_VERSION:
+        exit_usage(
+            f"{flag}: {file} has checkpoint format {data['format_version']}, this version reads {FORMAT_VERSION}; use the project version that wrote it"
+        )
+    if trainer is not None and data["trainer"] != trainer:
+        exit_usage(
+            f"{flag}: {file} was written by {data['trainer']}, not {trainer}; use that trainer's script"
+        )
+    saved = dict(data["args"])
+    if args is None:
+        return Checkpoint(args=saved, run_name=data["run_name"], data=data)
+    merged = _merge_resume_args(args, saved, flag)
+    return Checkpoint(args=type(args)(**merged), run_name=data["run_name"], data=data)
+
+
+def _merge_resume_args(args: Any, saved: dict[str, Any], flag: str) -> dict[str, Any]:
+    defaults = type(args)()
+    merged = dict(saved)
+    for f in fields(args):
+        given = getattr(args, f.name)
+        if given == getattr(defaults, f.name) or f.name not in saved:
+            continue  # not given on the command line: keep the saved value
+        if f.name in RESUMABLE_FLAGS:
+            merged[f.name] = given
+        elif _plain(given) != saved[f.name]:
+            name = "--" + f.name.replace("_", "-")
+            exit_usage(
+                f"{name}: cannot change from {saved[f.name]!r} to {given!r} when resuming ({flag}); start a new run, or use --init-from to start one from these weights"
+            )
+    for name, value in merged.items():
+        if isinstance(getattr(defaults, name, None), tuple):
+            merged[name] = tuple(value)
+    return merged
+
+
+def check_init_from(ckpt: Checkpoint, trainer: str, env_id: str) -> None:
+    """A warm start needs weights from the same trainer and env (the network shapes depend on both)."""
+    if ckpt.data["trainer"] != trainer:
+        exit_usage(f"--init-from: checkpoint was written by {ckpt.data['trainer']}, not {trainer}")
+    if ckpt.args["env_id"] != env_id:
+        exit_usage(
+            f"--init-from: checkpoint is for {ckpt.args['env_id']}, not {env_id}; pass --env-id {ckpt.args['env_id']}"
+        )
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+class Saver:
+    """Writes checkpoints for one run and turns SIGTERM/Ctrl-C into "save after this iteration"."""
+
+    def __init__(
+        self,
+        run_dir,
+        trainer,
+        args,
+        run_name,
+        agent,
+        optimizer,
+        run: RunState,
+        normalizers=None,
+        keep: int = 3,
+    ):
+        self.folder = Path(run_dir) / "checkpoints"
+        self.run_dir = Path(run_dir)
+        self.trainer, self.args, self.run_name = trainer, args, run_name
+        self.agent, self.optimizer, self.run = agent, optimizer, run
+        self.normalizers = normalizers or {}
+        self.keep = keep
+        self.stop_requested = False
+        signal.signal(signal.SIGTERM, self._request_stop)
+        signal.signal(signal.SIGINT, self._request_stop)
+
+    def _request_stop(self, signum, frame) -> None:
+        if self.stop_requested:  # a second Ctrl-C stops at once
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        self.stop_requested = True
+        print(
+            f"\n{signal.Signals(signum).name}: saving after this iteration (again to stop at once)",
+            flush=True,
+        )
+
+    def after_iteration(self, iteration: int, final: bool) -> bool:
+        """Save on schedule, at the end, or when asked to stop; True means stop now."""
+        every = getattr(self.args, "save_every", 0)
+        if final or self.stop_requested or (every > 0 and iteration % every == 0):
+            self.save()
+        if self.stop_requested and not final:
+            print(
+                f"stopped at step {self.run.global_step}; continue with --resume {self.run_dir}",
+                flush=True,
+            )
+        return self.stop_requested
+
+    def state_dict(self) -> dict[str, Any]:
+        run = self.run
+        numpy_state = np.random.get_state()
+        return {
+            "format_version": FORMAT_VERSION,
+            "trainer": self.trainer,
+            "run_name": self.run_name,
+            "args": {k: _plain(v) for k, v in asdict(self.args).items()},
+            "model": self.agent.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "run": {
+                "global_step": run.global_step, "iteration": run.iteration, "wall_time": run.wall_time,
+                "kl_beta": run.kl_beta, "wandb_run_id": run.wandb_run_id, "episodes": run.episodes.state_dict(),
+            },
+            "normalizers": {
+                name: {"mean": torch.as_tensor(rms.mean), "var": torch.as_tensor(rms.var), "count": float(rms.count)}
+                for name, rms in self.normalizers.items()
+            },
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
+                "python": _python_rng_to_plain(random.getstate()),
+            },
+        }  # fmt: skip
+
+    def save(self) -> Path:
+        """One file per iteration plus ``latest.pt``, each written atomically; old ones rotated out."""
+        buffer = io.BytesIO()
+        torch.save(self.state_dict(), buffer)
+        blob = buffer.getvalue()
+        path = self.folder / f"iter_{self.run.iteration:07d}.pt"
+        atomic_write_bytes(path, blob)
+        atomic_write_bytes(self.folder / LATEST, blob)
+        for old in sorted(self.folder.glob("iter_*.pt"))[: -self.keep] if self.keep > 0 else []:
+            old.unlink(missing_ok=True)
+        return path
+
+    def restore(self, ckpt: Checkpoint | None, weights_only: bool) -> None:
+        """Load a checkpoint: all of it for a resume, weights and normalisation for a warm start."""
+        if ckpt is None:
+            return
+        data = ckpt.data
+        self.agent.load_state_dict(data["model"])
+        for name, rms in self.normalizers.items():
+            saved = data["normalizers"][name]
+            rms.mean = saved["mean"].numpy().astype(np.float64)
+            rms.var = saved["var"].numpy().astype(np.float64)
+            rms.count = saved["count"]
+        if weights_only:
+            return
+        self.optimizer.load_state_dict(data["optimizer"])
+        saved_run = data["run"]
+        self.run.global_step, self.run.iteration = saved_run["global_step"], saved_run["iteration"]
+        self.run.wall_time, self.run.kl_beta = saved_run["wall_time"], saved_run["kl_beta"]
+        self.run.wandb_run_id = saved_run["wandb_run_id"]
+        self.run.episodes.load_state_dict(saved_run["episodes"])
+        rng = data["rng"]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(
+            (rng["numpy"][0], rng["numpy"][1].numpy().astype(np.uint32), *rng["numpy"][2:])
+        )
+        random.setstate(_python_rng_from_plain(rng["python"]))
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_json(self.run_dir / "summary.json", summary)
+
+
+def _python_rng_to_plain(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _python_rng_from_plain(state: list) -> tuple:
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)

@@ -1,0 +1,114 @@
+"""Command-line parsing with tyro, and bad input reported as one line with exit code 2."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import io
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import NoReturn, TypeVar
+
+import tyro
+
+T = TypeVar("T")
+
+
+class UsageError(Exception):
+    """Bad input, reported as ``error: --flag: what is allowed`` before any work starts."""
+
+    def __init__(self, flag: str, message: str) -> None:
+        super().__init__(f"{flag}: {message}")
+
+
+def exit_usage(message: str) -> NoReturn:
+    """Print one ``error:`` line to stderr and exit with code 2, the convention for bad usage."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def parse_args(cls: type[T], validate: Callable[[T], None], argv: list[str] | None = None) -> T:
+    """Parse ``cls`` with tyro, then ``validate`` it; any bad input exits 2 with a one-line error."""
+    args = _tyro_one_line_errors(cls, argv)
+    try:
+        validate(args)
+    except UsageError as err:
+        exit_usage(str(err))
+    return args
+
+
+def _tyro_one_line_errors(cls: type[T], argv: list[str] | None) -> T:
+    """tyro reports bad flags in a multi-line box; keep its first paragraph, on one line."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            return tyro.cli(cls, args=argv)
+    except SystemExit as stop:
+        text = captured.getvalue()
+        if stop.code in (0, None):
+            sys.stderr.write(text)
+            raise
+        exit_usage(_first_box_paragraph(text) or text.strip())
+
+
+def _first_box_paragraph(text: str) -> str:
+    lines = []
+    for raw in text.splitlines():
+        line = raw.strip().strip("│").strip()
+        if line.startswith("╭"):
+            continue
+        if line.startswith("─") or line.startswith("╰"):
+            if lines:
+                break
+            continue
+        if line:
+            lines.append(line)
+    return " ".join(lines)
+
+
+def require_positive(**values: float) -> None:
+    """Raise UsageError for the first flag (given as keyword, dashes for underscores) that is <= 0."""
+    for name, value in values.items():
+        if value <= 0:
+            raise UsageError(flag(name), f"must be a positive number, got {value}")
+
+
+def require_divides(batch_size: int, num_minibatches: int) -> None:
+    """The batch (num_envs * num_steps) must split into equal minibatches."""
+    if batch_size % num_minibatches:
+        raise UsageError(
+            "--num-minibatches",
+            f"must divide the batch size num_envs * num_steps = {batch_size}, got {num_minibatches}",
+        )
+
+
+def require_choice(name: str, value: str, allowed: Iterable[str]) -> None:
+    """Raise UsageError naming the flag and the allowed values, with a close match if any."""
+    allowed = list(allowed)
+    if value in allowed:
+        return
+    close = difflib.get_close_matches(value, allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise UsageError(flag(name), f"unknown value {value!r}{hint}; allowed: {', '.join(allowed)}")
+
+
+def require_registered_env(env_id: str) -> None:
+    """The env id must be registered with gymnasium (ale-py and MuJoCo ids register on import)."""
+    import gymnasium as gym
+
+    if env_id in gym.registry:
+        return
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise UsageError("--env-id", f"{env_id!r} is not a registered gymnasium environment{hint}")
+
+
+def flag(name: str) -> str:
+    """``num_minibatches`` -> ``--num-minibatches``."""
+    return "--" + name.replace("_", "-")
+
+
+def default_run_name(env_id: str, exp_name: str, seed: int) -> str:
+    """CleanRL's run name, ``{env_id}__{exp_name}__{seed}__{unix time}``."""
+    return f"{env_id}__{exp_name}__{seed}__{int(time.time())}"

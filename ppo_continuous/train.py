@@ -1,0 +1,386 @@
+"""PPO for continuous control (MuJoCo through gymnasium), in one file that reads like the paper.
+
+    python ppo_continuous/train.py --env-id HalfCheetah-v5
+
+Schulman et al. 2017, "Proximal Policy Optimization Algorithms" (arXiv 1707.06347), Algorithm 1:
+for each iteration, run the policy for T steps in N envs, compute advantages with GAE, then optimise
+the surrogate for K epochs of minibatch SGD. The pieces both trainers share (GAE, the surrogates,
+the losses, tracking, checkpoints) live in ``common/``; each use below names its equation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+from torch import nn
+
+from common.checkpoint import RunState, Saver, check_init_from, load_checkpoint
+from common.cli import (
+    UsageError,
+    default_run_name,
+    parse_args,
+    require_divides,
+    require_positive,
+    require_registered_env,
+)
+from common.distributions import gaussian_entropy, gaussian_kl, gaussian_log_prob
+from common.episodes import EpisodeLog, run_summary
+from common.gae import advantages_and_returns
+from common.losses import explained_variance, linear_anneal, ppo_loss
+from common.objectives import Objective, adapt_kl_beta
+from common.runtime import layer_init, pick_device, seed_everything
+from common.tracking import Progress, Tracker, VideoUploader, WandbSettings
+
+
+@dataclass
+class Args:
+    # Experiment
+    exp_name: str = "ppo_continuous"
+    """the name of this experiment, part of the run name"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, use CUDA when it is available"""
+    torch_threads: int = 1
+    """intra-op threads for torch; 1 is fastest for these small MLPs on a CPU"""
+    runs_dir: str = "runs"
+    """folder for TensorBoard events, summary.json and checkpoints (runs/{run_name})"""
+    # Tracking
+    track: bool = False
+    """if toggled, track the run with Weights & Biases (offline when there is no API key)"""
+    wandb_project_name: str = "ppo-pipeline"
+    """the W&B project"""
+    wandb_entity: str | None = None
+    """the W&B entity (team or user)"""
+    wandb_group: str | None = None
+    """the W&B group, e.g. one per sweep variant"""
+    wandb_tags: tuple[str, ...] = ()
+    """W&B tags"""
+    capture_video: bool = False
+    """if toggled, record episodes of env 0 to videos/{run_name} (and upload them with --track)"""
+    # Checkpoints
+    save_every: int = 50
+    """save a checkpoint every this many iterations (and at the end); 0 saves only at the end"""
+    keep_checkpoints: int = 3
+    """how many numbered checkpoints to keep besides latest.pt (0 keeps all)"""
+    resume: str | None = None
+    """continue the run saved at this checkpoint or run folder"""
+    init_from: str | None = None
+    """start a new run from the weights and normalisation statistics of this checkpoint"""
+
+    # Algorithm (defaults: the paper's MuJoCo settings, Table 3, which CleanRL also uses)
+    env_id: str = "HalfCheetah-v5"
+    """any gymnasium environment with a Box action space"""
+    total_timesteps: int = 1_000_000
+    """total environment steps of the experiment"""
+    learning_rate: float = 3e-4
+    """Adam step size"""
+    num_envs: int = 1
+    """parallel environments (the paper does not say; CleanRL uses 1)"""
+    num_steps: int = 2048
+    """steps per environment per rollout (the horizon T)"""
+    anneal_lr: bool = True
+    """anneal the step size linearly to 0 (CleanRL; the paper does not anneal for MuJoCo)"""
+    gamma: float = 0.99
+    """discount factor gamma"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    num_minibatches: int = 32
+    """minibatches per epoch (2048 / 32 = the paper's minibatch of 64)"""
+    update_epochs: int = 10
+    """epochs K over each batch"""
+    norm_adv: bool = True
+    """normalise advantages within each minibatch"""
+    objective: Objective = "clip"
+    """policy surrogate: clip (eq. 7), adaptive_kl or fixed_kl (eq. 8), none (eq. 6)"""
+    clip_coef: float = 0.2
+    """surrogate clipping epsilon (also the value clipping range)"""
+    kl_beta: float = 1.0
+    """KL penalty coefficient beta; the initial value for adaptive_kl (the paper starts at 1)"""
+    kl_target: float = 0.01
+    """d_targ of the adaptive KL penalty"""
+    clip_vloss: bool = True
+    """clip the value loss around the rollout's values, as ppo2 does"""
+    ent_coef: float = 0.0
+    """entropy coefficient c2 (the paper uses none for MuJoCo)"""
+    vf_coef: float = 0.5
+    """value-function coefficient c1"""
+    max_grad_norm: float = 0.5
+    """global gradient-norm clip"""
+    target_kl: float | None = None
+    """stop the epochs early when approx_kl exceeds this (CleanRL's option; off by default)"""
+    bootstrap_truncated: bool = False
+    """bootstrap time-limit truncations from V(final obs); off, as in the paper and ppo2"""
+
+
+def validate(args: Args) -> None:
+    """Refuse bad input before any work starts (one line, exit code 2)."""
+    require_positive(
+        total_timesteps=args.total_timesteps, num_envs=args.num_envs, num_steps=args.num_steps,
+        num_minibatches=args.num_minibatches, update_epochs=args.update_epochs,
+        learning_rate=args.learning_rate, torch_threads=args.torch_threads,
+    )  # fmt: skip
+    require_divides(args.num_envs * args.num_steps, args.num_minibatches)
+    if args.resume or args.init_from:
+        return  # the checkpoint is checked when it is opened, before any env is built
+    require_registered_env(args.env_id)
+    action_space = (
+        gym.spec(args.env_id).make().action_space
+    )  # one env, only to read its action type
+    if not isinstance(action_space, gym.spaces.Box):
+        raise UsageError(
+            "--env-id",
+            f"{args.env_id!r} has a {type(action_space).__name__} action space; this trainer needs "
+            "a Box (continuous) one; use ppo_atari/train.py for Atari",
+        )
+
+
+def make_envs(args: Args, run_name: str) -> gym.vector.VectorEnv:
+    """N envs that reset in the same step as they end, so no transition is a dummy reset step.
+
+    The normalisations are per-env gymnasium wrappers (as in CleanRL) rather than batched ones:
+    gymnasium's batched observation wrappers refuse same-step autoreset, and inside each env they
+    also normalise ``info["final_obs"]``, which bootstrapping a truncation needs.
+    """
+
+    def make_one(index: int):
+        def thunk() -> gym.Env:
+            record = args.capture_video and index == 0
+            env = gym.make(args.env_id, render_mode="rgb_array" if record else None)
+            if record:
+                env = gym.wrappers.RecordVideo(env, f"videos/{run_name}", disable_logger=True)
+            env = gym.wrappers.RecordEpisodeStatistics(env)  # raw returns, before any scaling
+            env = gym.wrappers.ClipAction(env)  # the env gets clipped actions; we store unclipped
+            env = gym.wrappers.NormalizeObservation(env)
+            env = gym.wrappers.TransformObservation(env, clip_10, env.observation_space)
+            env = gym.wrappers.NormalizeReward(env, gamma=args.gamma)  # scale by std of the return
+            return gym.wrappers.TransformReward(env, clip_10)
+
+        return thunk
+
+    return gym.vector.SyncVectorEnv(
+        [make_one(i) for i in range(args.num_envs)], autoreset_mode=AutoresetMode.SAME_STEP
+    )
+
+
+def clip_10(x):
+    """Normalised observations and rewards are clipped to +-10, as in ppo2's VecNormalize."""
+    return np.clip(x, -10.0, 10.0)
+
+
+def normalizers(envs: gym.vector.SyncVectorEnv) -> dict:
+    """Each env's running statistics, by name, for checkpoints."""
+    stats = {}
+    for i, env in enumerate(envs.envs):
+        stats[f"obs_rms_{i}"] = env.get_wrapper_attr("obs_rms")
+        stats[f"return_rms_{i}"] = env.get_wrapper_attr("return_rms")
+    return stats
+
+
+class Agent(nn.Module):
+    """Separate 64-64 tanh actor and critic; a Gaussian policy with a state-independent log-std."""
+
+    def __init__(self, obs_dim: int, act_dim: int) -> None:
+        super().__init__()
+        self.critic = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 1), std=1.0),
+        )  # fmt: skip
+        self.actor_mean = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, act_dim), std=0.01),
+        )  # fmt: skip
+        self.actor_log_std = nn.Parameter(torch.zeros(act_dim))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs).squeeze(-1)
+
+    def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample a ~ N(mu(s), sigma); returns (action, mean)."""
+        mean = self.actor_mean(obs)
+        return mean + self.actor_log_std.exp() * torch.randn_like(mean), mean
+
+    def evaluate(self, obs: torch.Tensor, actions: torch.Tensor):
+        """log pi(a|s), entropy, V(s) and the distribution's (mean, log_std) for a batch."""
+        mean = self.actor_mean(obs)
+        log_std = self.actor_log_std.expand_as(mean)
+        log_prob = gaussian_log_prob(actions, mean, log_std)
+        return log_prob, gaussian_entropy(log_std), self.value(obs), mean, log_std
+
+
+def main(args: Args) -> None:
+    state = (
+        load_checkpoint(args.resume, trainer="ppo_continuous", args=args) if args.resume else None
+    )
+    if state is not None:
+        args = state.args
+    warm_start = load_checkpoint(args.init_from, flag="--init-from") if args.init_from else None
+    if warm_start is not None:
+        check_init_from(warm_start, "ppo_continuous", args.env_id)
+    run_name = state.run_name if state else default_run_name(args.env_id, args.exp_name, args.seed)
+    run_dir = f"{args.runs_dir}/{run_name}"
+    torch.set_num_threads(args.torch_threads)
+    seed_everything(args.seed, args.torch_deterministic)
+    device = pick_device(args.cuda)
+
+    envs = make_envs(args, run_name)
+    obs_dim = int(np.prod(envs.single_observation_space.shape))
+    act_dim = int(np.prod(envs.single_action_space.shape))
+    agent = Agent(obs_dim, act_dim).to(device)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+
+    batch_size = args.num_envs * args.num_steps
+    minibatch_size = batch_size // args.num_minibatches
+    num_iterations = max(1, args.total_timesteps // batch_size)
+    run = RunState(kl_beta=args.kl_beta, episodes=EpisodeLog())
+    saver = Saver(run_dir, "ppo_continuous", args, run_name, agent, optimizer, run, normalizers=normalizers(envs), keep=args.keep_checkpoints)  # fmt: skip
+    saver.restore(state or warm_start, weights_only=state is None)
+    tracker = Tracker(run_dir, run_name, asdict(args), wandb_settings(args, run.wandb_run_id))
+    run.wandb_run_id = tracker.wandb_run_id
+    videos = VideoUploader(f"videos/{run_name}")
+    progress = Progress(num_iterations * batch_size, initial=run.global_step)
+
+    # Rollout storage: (T, N, ...) tensors reused every iteration.
+    obs = torch.zeros((args.num_steps, args.num_envs, obs_dim), device=device)
+    actions = torch.zeros((args.num_steps, args.num_envs, act_dim), device=device)
+    rewards = torch.zeros((args.num_steps, args.num_envs), device=device)
+    terminations = torch.zeros((args.num_steps, args.num_envs), dtype=torch.bool, device=device)
+    truncations = torch.zeros_like(terminations)
+    final_obs = torch.zeros_like(obs)  # normalised final observations of truncated episodes
+
+    next_obs_np, _ = envs.reset(seed=args.seed + run.iteration)
+    next_obs = torch.as_tensor(next_obs_np, dtype=torch.float32, device=device)
+    session_start, wall_before, start_step = time.time(), run.wall_time, run.global_step
+    try:
+        for iteration in range(run.iteration + 1, num_iterations + 1):
+            iter_start = time.time()
+            if args.anneal_lr:
+                optimizer.param_groups[0]["lr"] = linear_anneal(
+                    args.learning_rate, iteration, num_iterations
+                )
+
+            # 1. Run the policy pi_old for T steps in each of the N envs (Algorithm 1).
+            for step in range(args.num_steps):
+                run.global_step += args.num_envs
+                obs[step] = next_obs
+                with torch.no_grad():
+                    action, _ = agent.act(next_obs)
+                actions[step] = action
+                next_obs_np, reward, terminated, truncated, info = envs.step(action.cpu().numpy())
+                rewards[step] = torch.as_tensor(reward, device=device)
+                terminations[step] = torch.as_tensor(terminated, device=device)
+                truncations[step] = torch.as_tensor(truncated, device=device)
+                next_obs = torch.as_tensor(next_obs_np, dtype=torch.float32, device=device)
+                if "final_info" in info:  # some env ended this step and was reset
+                    for i in np.flatnonzero(truncated) if args.bootstrap_truncated else ():
+                        final_obs[step, i] = torch.as_tensor(info["final_obs"][i], device=device)
+                    episode = info["final_info"]["episode"]
+                    for i in np.flatnonzero(info["final_info"]["_episode"]):
+                        run.episodes.add(episode["r"][i], episode["l"][i])
+                        tracker.log({"charts/episodic_return": episode["r"][i],
+                                     "charts/episodic_length": episode["l"][i]}, run.global_step)  # fmt: skip
+
+            # 2. Values, log pi_old and the old distribution for the whole batch in one pass:
+            # the policy did not change during the rollout, so batching is exact and much cheaper.
+            b_obs, b_actions = obs.reshape(-1, obs_dim), actions.reshape(-1, act_dim)
+            with torch.no_grad():
+                b_log_probs, _, b_values, b_means, b_log_stds = agent.evaluate(b_obs, b_actions)
+                b_log_stds = (
+                    b_log_stds.clone()
+                )  # a view of the parameter, which Adam changes in place
+                values = b_values.reshape(args.num_steps, args.num_envs)
+                final_values = agent.value(final_obs) if args.bootstrap_truncated else None
+                # 3. Advantages by GAE (eqs. 11-12) and value targets R_t = A_t + V(s_t).
+                advantages, returns = advantages_and_returns(
+                    rewards, values, agent.value(next_obs), terminations, truncations,
+                    final_values, args.gamma, args.gae_lambda,
+                )  # fmt: skip
+            b_advantages, b_returns = advantages.reshape(-1), returns.reshape(-1)
+
+            # 4. Optimise the surrogate (eq. 9) for K epochs of minibatch Adam.
+            stats = []
+            for _epoch in range(args.update_epochs):
+                for mb in torch.randperm(batch_size, device=device).split(minibatch_size):
+                    new_log_prob, entropy, new_values, mean, log_std = agent.evaluate(
+                        b_obs[mb], b_actions[mb]
+                    )
+                    loss, mb_stats = ppo_loss(
+                        new_log_prob=new_log_prob, entropy=entropy, new_values=new_values,
+                        kl=gaussian_kl(b_means[mb], b_log_stds[mb], mean, log_std),
+                        old_log_prob=b_log_probs[mb], old_values=b_values[mb],
+                        advantages=b_advantages[mb], returns=b_returns[mb],
+                        objective=args.objective, clip_coef=args.clip_coef, kl_beta=run.kl_beta,
+                        vf_coef=args.vf_coef, ent_coef=args.ent_coef,
+                        clip_vloss=args.clip_vloss, norm_adv=args.norm_adv,
+                    )  # fmt: skip
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+                    optimizer.step()
+                    stats.append(mb_stats)
+                if args.target_kl is not None and mb_stats["approx_kl"] > args.target_kl:
+                    break
+
+            # 5. Adaptive KL penalty: compare d = KL[pi_old || pi] over the batch with d_targ (section 4).
+            if args.objective == "adaptive_kl":
+                with torch.no_grad():
+                    _, _, _, mean, log_std = agent.evaluate(b_obs, b_actions)
+                    batch_kl = gaussian_kl(b_means, b_log_stds, mean, log_std).mean().item()
+                run.kl_beta = adapt_kl_beta(run.kl_beta, batch_kl, args.kl_target)
+
+            # 6. Logging, with CleanRL's metric names.
+            means = {k: torch.stack([s[k] for s in stats]).mean().item() for k in stats[0]}
+            sps = (run.global_step - start_step) / (time.time() - session_start)
+            tracker.log({
+                "charts/learning_rate": optimizer.param_groups[0]["lr"],
+                "charts/SPS": sps,
+                "charts/iteration_seconds": time.time() - iter_start,
+                "losses/value_loss": means["value_loss"],
+                "losses/policy_loss": means["policy_loss"],
+                "losses/entropy": means["entropy"],
+                "losses/old_approx_kl": means["old_approx_kl"],
+                "losses/approx_kl": means["approx_kl"],
+                "losses/kl": means["kl"],
+                "losses/clipfrac": means["clipfrac"],
+                "losses/explained_variance": explained_variance(b_values, b_returns),
+                "losses/kl_beta": run.kl_beta,
+            }, run.global_step)  # fmt: skip
+            progress.update(run.global_step, sps, run.episodes.latest_return)
+            for path in videos.new_files():
+                tracker.log_video(path, run.global_step)
+            run.iteration = iteration
+            run.wall_time = wall_before + time.time() - session_start
+            if saver.after_iteration(iteration, final=iteration == num_iterations):
+                break  # SIGTERM or Ctrl-C: saved after this iteration
+    finally:
+        run.wall_time = wall_before + time.time() - session_start
+        summary = run_summary(
+            env_id=args.env_id, seed=args.seed, objective=args.objective,
+            global_step=run.global_step, total_timesteps=num_iterations * batch_size,
+            wall_time=run.wall_time, episodes=run.episodes,
+        )  # fmt: skip
+        saver.write_summary(summary)
+        tracker.set_summary(summary)
+        progress.close()
+        tracker.close()
+        envs.close()
+
+
+def wandb_settings(args: Args, resume_id: str | None) -> WandbSettings | None:
+    if not args.track:
+        return None
+    return WandbSettings(project=args.wandb_project_name, entity=args.wandb_entity,
+                         group=args.wandb_group, tags=list(args.wandb_tags), resume_id=resume_id)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main(parse_args(Args, validate))
