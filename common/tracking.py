@@ -185,3 +185,16 @@ class VideoUploader:
         found = sorted(p for p in self.folder.glob("*.mp4") if p not in self.seen)
         self.seen.update(found)
         return found
+
+
+def wandb_settings_from(args: Any, resume_id: str | None = None) -> WandbSettings | None:
+    """The W&B settings a trainer's ``--track`` and ``--wandb-*`` flags ask for (None: W&B off)."""
+    if not args.track:
+        return None
+    return WandbSettings(
+        project=args.wandb_project_name,
+        entity=args.wandb_entity,
+        group=args.wandb_group,
+        tags=list(args.wandb_tags),
+        resume_id=resume_id,
+    )

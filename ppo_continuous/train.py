@@ -34,7 +34,7 @@ from common.gae import advantages_and_returns
 from common.losses import explained_variance, linear_anneal, ppo_loss
 from common.objectives import Objective, adapt_kl_beta
 from common.runtime import layer_init, pick_device, seed_everything
-from common.tracking import Progress, Tracker, VideoUploader, WandbSettings
+from common.tracking import Progress, Tracker, VideoUploader, wandb_settings_from
 
 
 @dataclass
@@ -244,7 +244,7 @@ def main(args: Args) -> None:
     run = RunState(kl_beta=args.kl_beta, episodes=EpisodeLog())
     saver = Saver(run_dir, "ppo_continuous", args, run_name, agent, optimizer, run, normalizers=normalizers(envs), keep=args.keep_checkpoints)  # fmt: skip
     saver.restore(state or warm_start, weights_only=state is None)
-    tracker = Tracker(run_dir, run_name, asdict(args), wandb_settings(args, run.wandb_run_id))
+    tracker = Tracker(run_dir, run_name, asdict(args), wandb_settings_from(args, run.wandb_run_id))
     run.wandb_run_id = tracker.wandb_run_id
     videos = VideoUploader(f"videos/{run_name}")
     progress = Progress(num_iterations * batch_size, initial=run.global_step)
@@ -373,13 +373,6 @@ def main(args: Args) -> None:
         progress.close()
         tracker.close()
         envs.close()
-
-
-def wandb_settings(args: Args, resume_id: str | None) -> WandbSettings | None:
-    if not args.track:
-        return None
-    return WandbSettings(project=args.wandb_project_name, entity=args.wandb_entity,
-                         group=args.wandb_group, tags=list(args.wandb_tags), resume_id=resume_id)  # fmt: skip
 
 
 if __name__ == "__main__":
