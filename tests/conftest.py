@@ -1,0 +1,65 @@
+"""Helpers shared by the trainer tests: run a trainer as a user would, read what it wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_trainer(
+    trainer: str,
+    *flags: str,
+    cwd: Path | None = None,
+    timeout: float = 600,
+    env: dict | None = None,
+) -> subprocess.CompletedProcess:
+    """``python <trainer>/train.py FLAGS`` in ``cwd``, output captured."""
+    full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(REPO / trainer / "train.py"), *flags],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env,
+    )  # fmt: skip
+
+
+def only_run_dir(runs_dir: Path) -> Path:
+    dirs = [d for d in runs_dir.iterdir() if d.is_dir()]
+    assert len(dirs) == 1, f"expected one run folder in {runs_dir}, found {dirs}"
+    return dirs[0]
+
+
+def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every TensorBoard scalar the run wrote: name -> [(step, value), ...]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
+    return {
+        tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
+    }
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def assert_usage_error(result: subprocess.CompletedProcess, flag: str) -> None:
+    """Exit code 2, one ``error:`` line on stderr naming the flag, no traceback."""
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:"), lines[0]
+    assert flag in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def runs_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "runs"
+    path.mkdir()
+    return path
