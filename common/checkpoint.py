@@ -218,11 +218,7 @@ class Saver:
             return
         data = ckpt.data
         self.agent.load_state_dict(data["model"])
-        for name, rms in self.normalizers.items():
-            saved = data["normalizers"][name]
-            rms.mean = saved["mean"].numpy().astype(np.float64)
-            rms.var = saved["var"].numpy().astype(np.float64)
-            rms.count = saved["count"]
+        restore_normalizers(self.normalizers, data)
         if weights_only:
             return
         self.optimizer.load_state_dict(data["optimizer"])
@@ -240,6 +236,15 @@ class Saver:
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.run_dir / "summary.json", summary)
+
+
+def restore_normalizers(normalizers: dict[str, Any], data: dict[str, Any]) -> None:
+    """Copy saved running statistics into live ``RunningMeanStd`` objects, by name."""
+    for name, rms in normalizers.items():
+        saved = data["normalizers"][name]
+        rms.mean = saved["mean"].numpy().astype(np.float64)
+        rms.var = saved["var"].numpy().astype(np.float64)
+        rms.count = saved["count"]
 
 
 def _python_rng_to_plain(state: tuple) -> list:

@@ -67,11 +67,31 @@ class Tracker:
         return None if self.wandb_run is None else self.wandb_run.id
 
     def _start_wandb(self, run_name: str, config: dict[str, Any], settings: WandbSettings):
+        """Online when W&B has credentials and answers; otherwise offline, to sync later."""
+        mode = os.environ.get("WANDB_MODE") or ("online" if wandb_has_credentials() else "offline")
+        try:
+            run = self._init_wandb(run_name, config, settings, mode)
+        except Exception as err:  # noqa: BLE001 - no network, server down, bad key...
+            if mode == "offline":
+                raise
+            warnings.warn(
+                f"W&B could not start online ({err}); running offline", RuntimeWarning, stacklevel=2
+            )
+            run = self._init_wandb(run_name, config, settings, "offline")
+        if run is not None and run.settings.mode == "offline":
+            print(
+                f"W&B is offline; upload the run later with: wandb sync {run.settings.sync_dir}",
+                file=sys.stderr,
+            )
+        return run
+
+    def _init_wandb(
+        self, run_name: str, config: dict[str, Any], settings: WandbSettings, mode: str
+    ):
         import wandb
 
-        if "WANDB_MODE" not in os.environ and not wandb_has_credentials():
-            os.environ["WANDB_MODE"] = "offline"
-        run = wandb.init(
+        return wandb.init(
+            mode=mode,
             project=settings.project,
             entity=settings.entity,
             group=settings.group,
@@ -83,14 +103,8 @@ class Tracker:
             save_code=True,
             id=settings.resume_id,
             resume="allow" if settings.resume_id else None,
-            settings=wandb.Settings(init_timeout=90, silent=True),
+            settings=wandb.Settings(init_timeout=60, silent=True),
         )
-        if run is not None and run.settings.mode == "offline":
-            print(
-                f"W&B is offline; upload the run later with: wandb sync {run.settings.sync_dir}",
-                file=sys.stderr,
-            )
-        return run
 
     def _guard(self, fn, *args):
         """Call a W&B function; on any error warn once, drop W&B and carry on."""

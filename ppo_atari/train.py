@@ -269,6 +269,8 @@ def main(args: Args) -> None:
                     tracker.log({"charts/episodic_return": game_return,
                                  "charts/episodic_length": game_length}, run.global_step)  # fmt: skip
 
+            rollout_seconds = time.time() - iter_start
+
             # 2. Advantages by GAE (eqs. 11-12) and value targets R_t = A_t + V(s_t).
             with torch.inference_mode(), autocast:
                 last_value = agent(next_obs)[1]
@@ -318,6 +320,7 @@ def main(args: Args) -> None:
                 "charts/clip_coef": clip_coef,
                 "charts/SPS": sps,
                 "charts/iteration_seconds": time.time() - iter_start,
+                "charts/rollout_seconds": rollout_seconds,
                 "losses/value_loss": means["value_loss"],
                 "losses/policy_loss": means["policy_loss"],
                 "losses/entropy": means["entropy"],

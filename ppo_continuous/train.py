@@ -184,6 +184,15 @@ def normalizers(envs: gym.vector.SyncVectorEnv) -> dict:
     return stats
 
 
+def freeze_normalizers(envs: gym.vector.SyncVectorEnv) -> None:
+    """Stop every env's running statistics from updating (test mode)."""
+    for env in envs.envs:
+        while isinstance(env, gym.Wrapper):
+            if isinstance(env, gym.wrappers.NormalizeObservation | gym.wrappers.NormalizeReward):
+                env.update_running_mean = False
+            env = env.env
+
+
 class Agent(nn.Module):
     """Separate 64-64 tanh actor and critic; a Gaussian policy with a state-independent log-std."""
 

@@ -1,0 +1,55 @@
+"""Play a saved Atari agent: ``python ppo_atari/evaluate.py runs/<run> --episodes 10``.
+
+An episode here is a whole game (all lives), scored unclipped, as in training's logged returns.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from common.checkpoint import checkpoint_file, load_checkpoint
+from common.cli import exit_usage, parse_args
+from common.distributions import sample_categorical
+from common.evaluation import EvalArgs, report
+from common.runtime import pick_device
+from ppo_atari.envs import GameTracker, atari_spec, make_atari_envs
+from ppo_atari.train import Agent
+
+
+def evaluate(eval_args: EvalArgs) -> dict:
+    ckpt = load_checkpoint(eval_args.checkpoint, flag="checkpoint")
+    if ckpt.data["trainer"] != "ppo_atari":
+        exit_usage(f"checkpoint: written by {ckpt.data['trainer']}; use that trainer's evaluate.py")
+    saved = ckpt.args
+    device = pick_device(eval_args.cuda)
+    torch.manual_seed(eval_args.seed)
+    video = f"videos/{ckpt.run_name}-eval" if eval_args.capture_video else None
+    envs = make_atari_envs(
+        atari_spec(saved["env_id"]), 1, saved["env_backend"], eval_args.seed, False, video
+    )
+    agent = Agent(int(envs.single_action_space.n)).to(device).to(memory_format=torch.channels_last)
+    agent.load_state_dict(ckpt.data["model"])
+    agent.eval()
+
+    games = GameTracker(1)
+    obs, info = envs.reset(seed=eval_args.seed)
+    games.reset(info)
+    returns: list[float] = []
+    while len(returns) < eval_args.episodes:
+        with torch.inference_mode():
+            logits, _ = agent(torch.as_tensor(obs, device=device))
+        action = logits.argmax(-1) if eval_args.deterministic else sample_categorical(logits)
+        obs, reward, terminated, truncated, info = envs.step(action.cpu().numpy())
+        _, _, finished = games.step(reward, terminated, truncated, info)
+        returns.extend(float(game_return) for _, game_return, _ in finished)
+    envs.close()
+    return report(
+        returns[: eval_args.episodes],
+        eval_args,
+        checkpoint_file(eval_args.checkpoint),
+        ckpt.run_name,
+    )
+
+
+if __name__ == "__main__":
+    evaluate(parse_args(EvalArgs, lambda a: None))

@@ -1,0 +1,58 @@
+"""Play a saved continuous-control agent: ``python ppo_continuous/evaluate.py runs/<run> --episodes 10``.
+
+The observation statistics saved with the checkpoint are loaded and frozen, so the agent sees
+observations scaled exactly as at the end of training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from common.checkpoint import checkpoint_file, load_checkpoint, restore_normalizers
+from common.cli import exit_usage, parse_args
+from common.evaluation import EvalArgs, report
+from common.runtime import pick_device
+from ppo_continuous.train import Agent, Args, freeze_normalizers, make_envs, normalizers
+
+
+def evaluate(eval_args: EvalArgs) -> dict:
+    ckpt = load_checkpoint(eval_args.checkpoint, flag="checkpoint")
+    if ckpt.data["trainer"] != "ppo_continuous":
+        exit_usage(f"checkpoint: written by {ckpt.data['trainer']}; use that trainer's evaluate.py")
+    args = replace(Args(**ckpt.args), num_envs=1, capture_video=eval_args.capture_video)
+    device = pick_device(eval_args.cuda)
+    torch.manual_seed(eval_args.seed)
+    envs = make_envs(args, f"{ckpt.run_name}-eval")
+    stats = normalizers(envs)
+    restore_normalizers(stats, ckpt.data)
+    freeze_normalizers(envs)  # evaluation must not adapt the statistics it was trained with
+    obs_dim = int(np.prod(envs.single_observation_space.shape))
+    agent = Agent(obs_dim, int(np.prod(envs.single_action_space.shape))).to(device)
+    agent.load_state_dict(ckpt.data["model"])
+    agent.eval()
+
+    returns: list[float] = []
+    obs, _ = envs.reset(seed=eval_args.seed)
+    while len(returns) < eval_args.episodes:
+        with torch.no_grad():
+            action, mean = agent.act(torch.as_tensor(obs, dtype=torch.float32, device=device))
+        chosen = mean if eval_args.deterministic else action
+        obs, _, _, _, info = envs.step(chosen.cpu().numpy())
+        if "final_info" in info:
+            returns.extend(
+                float(r) for r in info["final_info"]["episode"]["r"][info["final_info"]["_episode"]]
+            )
+    envs.close()
+    return report(
+        returns[: eval_args.episodes],
+        eval_args,
+        checkpoint_file(eval_args.checkpoint),
+        ckpt.run_name,
+    )
+
+
+if __name__ == "__main__":
+    evaluate(parse_args(EvalArgs, lambda a: None))

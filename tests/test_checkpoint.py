@@ -1,0 +1,312 @@
+"""Checkpoints: exact restore, resume after SIGKILL, SIGTERM, atomic writes, and bad checkpoints."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, assert_usage_error, only_run_dir, run_trainer, scalars, summary
+
+from common.checkpoint import Checkpoint, RunState, Saver, load_checkpoint
+from common.episodes import EpisodeLog
+from common.losses import linear_anneal
+
+PENDULUM = [
+    "--env-id",
+    "Pendulum-v1",
+    "--num-steps",
+    "256",
+    "--num-minibatches",
+    "4",
+    "--update-epochs",
+    "2",
+]
+BATCH = 256
+UPDATES_PER_ITERATION = 2 * 4
+
+
+def start_trainer(*flags: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "ppo_continuous" / "train.py"), *flags],
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def wait_for(path_glob, folder: Path, proc: subprocess.Popen, timeout: float = 120) -> Path:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = sorted(folder.glob(path_glob)) if folder.exists() else []
+        if found:
+            return found[-1]
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.05)
+    raise AssertionError(f"{path_glob} did not appear in {folder}")
+
+
+def adam_steps(optimizer_state: dict) -> set[float]:
+    return {float(s["step"]) for s in optimizer_state["state"].values()}
+
+
+def test_resume_after_sigkill_continues_exactly_from_the_checkpoint(runs_dir, tmp_path):
+    """Kill a run right after a checkpoint, resume it, and check that everything continues.
+
+    Env state cannot be restored exactly: a checkpoint holds no simulator state (MuJoCo's or
+    Pendulum's physics mid-episode) and the resumed run starts fresh episodes, seeded with
+    seed + iteration. So this checks instead that all of the learner's state continues from the
+    checkpoint: step and iteration counters, the learning-rate schedule, the adaptive beta, the
+    normalisation statistics and the optimizer's step counts; ``test_restore_is_exact`` checks
+    that the restored learner is bit-for-bit the saved one.
+    """
+    total_iterations = 8
+    proc = start_trainer(
+        *PENDULUM, "--objective", "adaptive_kl", "--save-every", "2", "--keep-checkpoints", "0",
+        "--total-timesteps", str(total_iterations * BATCH), "--runs-dir", str(runs_dir), cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        wait_for("*/checkpoints/iter_0000004.pt", runs_dir, proc)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    run_dir = only_run_dir(runs_dir)
+    saved = load_checkpoint(run_dir).data  # latest.pt: iteration 4, or 6 if it got that far
+    k = saved["run"]["iteration"]
+    assert k in (4, 6) and saved["run"]["global_step"] == k * BATCH
+    assert not (run_dir / "summary.json").exists() or not summary(run_dir)["finished"]
+
+    result = run_trainer("ppo_continuous", "--resume", str(run_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert only_run_dir(runs_dir) == run_dir  # the same run folder, not a new run
+    done = summary(run_dir)
+    assert done["global_step"] == total_iterations * BATCH and done["finished"] is True
+
+    final = load_checkpoint(run_dir).data
+    assert final["run"]["iteration"] == total_iterations
+    # Optimizer state continued: Adam's step counts carry on from the checkpoint's.
+    resumed_updates = (total_iterations - k) * UPDATES_PER_ITERATION
+    assert adam_steps(final["optimizer"]) == {
+        s + resumed_updates for s in adam_steps(saved["optimizer"])
+    }
+    # Normalisation statistics continued: each step and each reset adds one observation.
+    new_obs = (
+        (total_iterations - k) * BATCH + 1 + (done["episodes"] - saved["run"]["episodes"]["count"])
+    )
+    count = final["normalizers"]["obs_rms_0"]["count"] - saved["normalizers"]["obs_rms_0"]["count"]
+    assert count == pytest.approx(new_obs)
+    # Episodes continued: the summary counts those before the kill and after the resume.
+    assert done["episodes"] > saved["run"]["episodes"]["count"] > 0
+
+    # The resumed session's curves pick up at the next iteration, on the same schedule.
+    resumed_events = max(run_dir.glob("events.out.tfevents.*"), key=os.path.getmtime)
+    logged = scalars_of_file(resumed_events)
+    steps = [step for step, _ in logged["charts/learning_rate"]]
+    assert steps == [i * BATCH for i in range(k + 1, total_iterations + 1)]
+    lrs = [value for _, value in logged["charts/learning_rate"]]
+    expected = [
+        linear_anneal(3e-4, i, total_iterations) for i in range(k + 1, total_iterations + 1)
+    ]
+    assert lrs == pytest.approx(expected)
+    # Adaptive beta continued from the saved value: after one update it is halved, kept or doubled.
+    first_beta = logged["losses/kl_beta"][0][1]
+    assert first_beta / saved["run"]["kl_beta"] in (0.5, 1.0, 2.0)
+
+
+def scalars_of_file(event_file: Path) -> dict:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(event_file), size_guidance={"scalars": 0}).Reload()
+    return {
+        tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
+    }
+
+
+class _Stats:
+    """Stands in for gymnasium's RunningMeanStd."""
+
+    def __init__(self, mean, var, count):
+        self.mean, self.var, self.count = mean, var, count
+
+
+def _learner(seed: int):
+    torch.manual_seed(seed)
+    agent = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    optimizer = torch.optim.Adam(agent.parameters(), lr=1e-3)
+    return agent, optimizer
+
+
+def _train_step(agent, optimizer) -> None:
+    x = torch.randn(16, 3)  # draws from the global torch RNG, which the checkpoint restores
+    loss = agent(x).pow(2).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+def test_restore_is_exact(tmp_path, monkeypatch):
+    """Weights after n steps equal those after k steps, checkpoint, restore, n - k steps."""
+    import numpy as np
+
+    from ppo_continuous.train import Args
+
+    monkeypatch.setattr(signal, "signal", lambda *a: None)  # Saver must not take over this process
+    agent, optimizer = _learner(0)
+    stats = {"obs_rms_0": _Stats(np.arange(3.0), np.ones(3) * 2.0, 42.0)}
+    run = RunState(
+        kl_beta=0.25, episodes=EpisodeLog([1.0, 2.0], [10, 20]), global_step=512, iteration=2
+    )
+    saver = Saver(
+        tmp_path, "ppo_continuous", Args(), "run", agent, optimizer, run, normalizers=stats
+    )
+    for _ in range(3):
+        _train_step(agent, optimizer)
+    saver.save()
+    for _ in range(4):
+        _train_step(agent, optimizer)
+    straight = [p.detach().clone() for p in agent.parameters()]
+
+    agent2, optimizer2 = _learner(123)  # different initial weights and RNG state
+    stats2 = {"obs_rms_0": _Stats(np.zeros(3), np.ones(3), 1.0)}
+    run2 = RunState(kl_beta=1.0, episodes=EpisodeLog())
+    saver2 = Saver(
+        tmp_path, "ppo_continuous", Args(), "run", agent2, optimizer2, run2, normalizers=stats2
+    )
+    data = torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=True)
+    saver2.restore(Checkpoint(args=Args(), run_name="run", data=data), weights_only=False)
+    assert (run2.global_step, run2.iteration, run2.kl_beta) == (512, 2, 0.25)
+    assert run2.episodes.scores() == run.episodes.scores()
+    assert (
+        stats2["obs_rms_0"].mean.tolist() == [0.0, 1.0, 2.0] and stats2["obs_rms_0"].count == 42.0
+    )
+    for _ in range(4):
+        _train_step(agent2, optimizer2)
+    resumed = [p.detach() for p in agent2.parameters()]
+    for a, b in zip(straight, resumed, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_sigterm_saves_and_exits_zero(runs_dir, tmp_path):
+    proc = start_trainer(*PENDULUM, "--save-every", "1000", "--total-timesteps", str(1000 * BATCH),
+                         "--runs-dir", str(runs_dir), cwd=tmp_path)  # fmt: skip
+    try:
+        wait_for("*/events.out.tfevents.*", runs_dir, proc)
+        time.sleep(3)  # let it finish an iteration or more
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    run_dir = only_run_dir(runs_dir)
+    saved = load_checkpoint(run_dir).data
+    assert saved["run"]["iteration"] >= 1  # saved although --save-every was never reached
+    assert "--resume" in out
+    done = summary(run_dir)
+    assert done["finished"] is False and done["global_step"] == saved["run"]["global_step"]
+
+
+def test_interrupted_write_leaves_previous_latest_loadable(tmp_path, monkeypatch):
+    from ppo_continuous.train import Args
+
+    monkeypatch.setattr(signal, "signal", lambda *a: None)
+    agent, optimizer = _learner(0)
+    run = RunState(kl_beta=1.0, episodes=EpisodeLog(), iteration=1)
+    saver = Saver(tmp_path, "ppo_continuous", Args(), "run", agent, optimizer, run)
+    saver.save()
+    latest = tmp_path / "checkpoints" / "latest.pt"
+    before = latest.read_bytes()
+
+    run.iteration = 2
+    real_replace = os.replace
+
+    def crash_on_latest(src, dst):
+        if str(dst).endswith("latest.pt"):
+            raise OSError("disk gone mid-write")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_latest)
+    with pytest.raises(OSError):
+        saver.save()
+    assert latest.read_bytes() == before
+    assert load_checkpoint(latest).data["run"]["iteration"] == 1
+    assert not list((tmp_path / "checkpoints").glob(".*.tmp"))  # no temporary file left behind
+
+
+@pytest.fixture(scope="module")
+def pendulum_run(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("ckpt")
+    result = run_trainer("ppo_continuous", *PENDULUM, "--total-timesteps", str(BATCH),
+                         "--runs-dir", str(folder / "runs"), cwd=folder)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return only_run_dir(folder / "runs")
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*.pt")}
+
+
+@pytest.mark.parametrize("problem", ["missing", "corrupt", "truncated", "other_trainer", "version"])
+def test_bad_checkpoint_is_one_line_exit_2_and_untouched(problem, pendulum_run, tmp_path):
+    good = pendulum_run / "checkpoints" / "latest.pt"
+    bad = tmp_path / "bad" / "checkpoints" / "latest.pt"
+    bad.parent.mkdir(parents=True)
+    trainer = "ppo_continuous"
+    if problem == "missing":
+        bad = tmp_path / "nowhere.pt"
+    elif problem == "corrupt":
+        bad.write_bytes(os.urandom(4096))
+    elif problem == "truncated":
+        bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    elif problem == "other_trainer":
+        bad.write_bytes(good.read_bytes())
+        trainer = "ppo_atari"
+    elif problem == "version":
+        data = torch.load(good, weights_only=True)
+        data["format_version"] = 999
+        torch.save(data, bad)
+    before = _snapshot(tmp_path) | _snapshot(pendulum_run)
+    result = run_trainer(trainer, "--resume", str(bad), cwd=tmp_path, timeout=120)
+    assert_usage_error(result, "--resume")
+    expected_word = {"missing": "no checkpoint", "corrupt": "corrupt", "truncated": "corrupt",
+                     "other_trainer": "ppo_continuous", "version": "format"}[problem]  # fmt: skip
+    assert expected_word in result.stderr
+    assert _snapshot(tmp_path) | _snapshot(pendulum_run) == before
+
+
+def test_resume_refuses_a_changed_experiment(pendulum_run, tmp_path):
+    result = run_trainer(
+        "ppo_continuous", "--resume", str(pendulum_run), "--objective", "none", cwd=tmp_path
+    )
+    assert_usage_error(result, "--objective")
+    result = run_trainer(
+        "ppo_continuous", "--resume", str(pendulum_run), "--env-id", "Hopper-v5", cwd=tmp_path
+    )
+    assert_usage_error(result, "--env-id")
+
+
+def test_init_from_needs_the_same_env(pendulum_run, tmp_path):
+    result = run_trainer(
+        "ppo_continuous", "--init-from", str(pendulum_run), "--env-id", "Hopper-v5", cwd=tmp_path
+    )
+    assert_usage_error(result, "--init-from")
+
+
+def test_init_from_starts_a_new_run_with_the_weights(pendulum_run, tmp_path):
+    runs = tmp_path / "runs"
+    result = run_trainer("ppo_continuous", *PENDULUM, "--init-from", str(pendulum_run), "--total-timesteps",
+                         str(BATCH), "--runs-dir", str(runs), "--exp-name", "warm", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    new_run = only_run_dir(runs)
+    assert new_run.name != pendulum_run.name
+    new = load_checkpoint(new_run).data
+    old = load_checkpoint(pendulum_run).data
+    assert new["run"]["iteration"] == 1 and new["run"]["global_step"] == BATCH  # a fresh count
+    # The observation statistics were carried over (then updated by one more iteration).
+    assert (
+        new["normalizers"]["obs_rms_0"]["count"] > old["normalizers"]["obs_rms_0"]["count"] + BATCH
+    )
+    assert scalars(new_run)["charts/SPS"][0][0] == BATCH

@@ -1,0 +1,171 @@
+"""Tracking, all offline: a W&B offline run, videos, and W&B failures that must not stop training."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, only_run_dir, run_trainer, scalars, summary
+
+PENDULUM = [
+    "--env-id",
+    "Pendulum-v1",
+    "--num-steps",
+    "256",
+    "--num-minibatches",
+    "4",
+    "--update-epochs",
+    "1",
+]
+
+
+def read_wandb_records(path: Path):
+    """Decode an offline ``run-*.wandb`` file: W&B's LevelDB-style log of protobuf Records.
+
+    Layout: a 7-byte header (':W&B', a 2-byte magic, a 1-byte version), then 32 KiB blocks of
+    chunks, each with a 7-byte header (CRC32 4, little-endian length 2, type 1: 1 full, 2 first,
+    3 middle, 4 last) and its payload; records may span blocks.
+    """
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", data[:8]
+    pos, block, pending = 7, 32768, b""
+    while pos + 7 <= len(data):
+        left_in_block = block - pos % block
+        if left_in_block < 7:
+            pos += left_in_block  # trailer padding
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        payload = data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind == 0 and length == 0:
+            continue
+        pending = payload if kind in (1, 2) else pending + payload
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            yield record
+            pending = b""
+
+
+def history_keys(records) -> set[str]:
+    keys = set()
+    for record in records:
+        if record.WhichOneof("record_type") == "history":
+            keys.update(item.key or "/".join(item.nested_key) for item in record.history.item)
+    return keys
+
+
+def test_track_offline_writes_a_wandb_run_with_metrics_and_config(runs_dir, tmp_path):
+    result = run_trainer(
+        "ppo_continuous", *PENDULUM, "--total-timesteps", "1024", "--track",
+        "--wandb-project-name", "ppo-tests", "--wandb-group", "variant-a", "--wandb-tags", "t1", "t2",
+        "--runs-dir", str(runs_dir), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "wandb sync" in result.stderr  # says how to upload the offline run later
+    run_dir = only_run_dir(runs_dir)
+    offline = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1, list((run_dir / "wandb").iterdir())
+    config = yaml.safe_load((offline[0] / "files" / "config.yaml").read_text())
+    assert config["env_id"]["value"] == "Pendulum-v1" and config["num_steps"]["value"] == 256
+    keys = history_keys(read_wandb_records(next(offline[0].glob("run-*.wandb"))))
+    for name in ["charts/episodic_return", "charts/SPS", "losses/value_loss", "losses/policy_loss",
+                 "losses/approx_kl", "losses/clipfrac"]:  # fmt: skip
+        assert name in keys, sorted(keys)
+    records = list(read_wandb_records(next(offline[0].glob("run-*.wandb"))))
+    run_records = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert run_records and run_records[0].run_group == "variant-a"
+    assert set(run_records[0].tags) == {"t1", "t2"}
+    summaries = [r.summary for r in records if r.WhichOneof("record_type") == "summary"]
+    summary_keys = {item.key for s in summaries for item in s.update}
+    assert {"mean_return_last_100", "mean_return_all_training", "sps"} <= summary_keys
+
+
+def run_with_injected_failure(
+    patch: str, flags: list[str], cwd: Path
+) -> subprocess.CompletedProcess:
+    """Run the continuous trainer in a process where ``patch`` has broken part of W&B."""
+    script = cwd / "inject.py"
+    script.write_text(
+        textwrap.dedent(f"""
+        import runpy, sys
+        import wandb
+        import wandb.sdk.wandb_run as wandb_run
+        def boom(*args, **kwargs):
+            raise RuntimeError("injected W&B failure")
+        {patch}
+        sys.argv = ["train.py", *{flags!r}]
+        runpy.run_path({str(REPO / "ppo_continuous" / "train.py")!r}, run_name="__main__")
+        """)
+    )
+    return subprocess.run(
+        [sys.executable, str(script)], cwd=cwd, capture_output=True, text=True, timeout=300,
+        env={"WANDB_MODE": "offline", "PATH": "/usr/bin:/bin", "HOME": str(cwd)},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        "wandb.init = boom",  # at init
+        "wandb_run.Run.log = boom; wandb_run.Run.finish = boom",  # at log and finish time
+    ],
+    ids=["init", "log"],
+)
+def test_wandb_failure_leaves_the_run_intact(patch, runs_dir, tmp_path):
+    flags = [
+        *PENDULUM,
+        "--total-timesteps",
+        "768",
+        "--track",
+        "--capture-video",
+        "--runs-dir",
+        str(runs_dir),
+    ]
+    result = run_with_injected_failure(patch, flags, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("injected W&B failure") == 1, result.stderr  # warned once
+    run_dir = only_run_dir(runs_dir)
+    logged = scalars(run_dir)
+    assert [step for step, _ in logged["charts/SPS"]] == [256, 512, 768]
+    done = summary(run_dir)
+    assert done["finished"] is True and done["global_step"] == 768
+
+
+def mp4_frames(path: Path) -> int:
+    import imageio.v3 as iio
+
+    return sum(1 for _ in iio.imiter(path))
+
+
+@pytest.mark.parametrize("backend", ["ale_vector", "gymnasium"])
+def test_capture_video_atari(backend, runs_dir, tmp_path):
+    # Breakout games of a random agent last ~150-250 steps; 2 envs x 256 steps finish at least one.
+    result = run_trainer(
+        "ppo_atari", "--env-backend", backend, "--capture-video", "--num-envs", "2", "--num-steps", "256",
+        "--num-minibatches", "2", "--update-epochs", "1", "--total-timesteps", "1024",
+        "--runs-dir", str(runs_dir), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    videos = sorted((tmp_path / "videos" / only_run_dir(runs_dir).name).glob("*.mp4"))
+    assert videos, list((tmp_path / "videos").rglob("*"))
+    assert mp4_frames(videos[0]) > 10
+
+
+def test_capture_video_mujoco(runs_dir, tmp_path):
+    result = run_trainer(
+        "ppo_continuous", "--env-id", "InvertedPendulum-v5", "--capture-video", "--num-steps", "256",
+        "--num-minibatches", "4", "--update-epochs", "1", "--total-timesteps", "256",
+        "--runs-dir", str(runs_dir), cwd=tmp_path, env={"MUJOCO_GL": "egl"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    videos = sorted((tmp_path / "videos" / only_run_dir(runs_dir).name).glob("*.mp4"))
+    assert videos, list((tmp_path / "videos").rglob("*"))
+    assert mp4_frames(videos[0]) > 3
