@@ -10,6 +10,7 @@ the losses, tracking, checkpoints) live in ``common/``; each use below names its
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 
@@ -149,6 +150,9 @@ def make_envs(args: Args, run_name: str) -> gym.vector.VectorEnv:
     gymnasium's batched observation wrappers refuse same-step autoreset, and inside each env they
     also normalise ``info["final_obs"]``, which bootstrapping a truncation needs.
     """
+
+    if args.capture_video and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo renders headless through EGL
 
     def make_one(index: int):
         def thunk() -> gym.Env:
