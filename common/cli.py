@@ -110,5 +110,5 @@ def flag(name: str) -> str:
 
 
 def default_run_name(env_id: str, exp_name: str, seed: int) -> str:
-    """CleanRL's run name, ``{env_id}__{exp_name}__{seed}__{unix time}``."""
-    return f"{env_id}__{exp_name}__{seed}__{int(time.time())}"
+    """CleanRL's run name, ``{env_id}__{exp_name}__{seed}__{unix time}`` ("/" of ALE ids as "-")."""
+    return f"{env_id.replace('/', '-')}__{exp_name}__{seed}__{int(time.time())}"

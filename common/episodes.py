@@ -64,6 +64,7 @@ class EpisodeLog:
 def run_summary(
     *,
     env_id: str,
+    exp_name: str,
     seed: int,
     objective: str,
     global_step: int,
@@ -75,6 +76,7 @@ def run_summary(
     """The per-run record that ``runs/{run_name}/summary.json`` holds and sweeps aggregate."""
     return {
         "env_id": env_id,
+        "exp_name": exp_name,
         "seed": seed,
         "objective": objective,
         "global_step": global_step,

@@ -377,7 +377,7 @@ def main(args: Args) -> None:
     finally:
         run.wall_time = wall_before + time.time() - session_start
         summary = run_summary(
-            env_id=args.env_id, seed=args.seed, objective=args.objective,
+            env_id=args.env_id, exp_name=args.exp_name, seed=args.seed, objective=args.objective,
             global_step=run.global_step, total_timesteps=num_iterations * batch_size,
             wall_time=run.wall_time, episodes=run.episodes,
         )  # fmt: skip

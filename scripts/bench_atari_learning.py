@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
 import statistics
 import subprocess
 import sys
@@ -38,8 +39,8 @@ class BenchArgs:
     """where the runs go"""
     plot: str = "atari_learning.png"
     """the learning-curve PNG"""
-    extra: tuple[str, ...] = ()
-    """more trainer flags, e.g. --extra --precision bf16"""
+    extra: str = ""
+    """more trainer flags, in quotes, e.g. --extra='--precision bf16'"""
 
 
 def human_random(env_id: str) -> tuple[float, float] | None:
@@ -53,7 +54,7 @@ def run_one(backend: str, seed: int, args: BenchArgs) -> Path:
     cmd = [
         sys.executable, str(REPO / "ppo_atari" / "train.py"), "--env-id", args.env_id,
         "--env-backend", backend, "--seed", str(seed), "--total-timesteps", str(args.total_timesteps),
-        "--runs-dir", str(runs), *args.extra,
+        "--runs-dir", str(runs), *shlex.split(args.extra),
     ]  # fmt: skip
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL)

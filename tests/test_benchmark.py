@@ -1,0 +1,130 @@
+"""The sweep launcher: dry runs of the paper presets, a real local sweep through submitit, resume."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import REPO, assert_usage_error, summary
+
+LAUNCHER = str(REPO / "scripts" / "benchmark.py")
+
+
+def launch(*flags: str, cwd, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, LAUNCHER, *flags], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+
+
+def commands(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith("[")]
+
+
+def test_dry_run_paper_table1(tmp_path):
+    result = launch(
+        "--preset", "paper-table1", "--dry-run", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    lines = commands(result.stdout)
+    assert len(lines) == 7 * 11 * 3  # 7 MuJoCo tasks x 11 settings x 3 seeds
+    assert all(line.startswith("[new]") and "ppo_continuous/train.py" in line for line in lines)
+    expected = (f"--env-id Hopper-v5 --seed 2 --exp-name adaptive_kl_0.01 --runs-dir {tmp_path / 'runs'} "
+                "--total-timesteps 1000000 --objective adaptive_kl --kl-target 0.01")  # fmt: skip
+    assert any(line.endswith(expected) for line in lines), lines[:3]
+    for env in [
+        "HalfCheetah",
+        "Hopper",
+        "InvertedDoublePendulum",
+        "InvertedPendulum",
+        "Reacher",
+        "Swimmer",
+        "Walker2d",
+    ]:
+        assert sum(f"--env-id {env}-v5 " in line for line in lines) == 33
+    assert sum("--objective fixed_kl --kl-beta 10" in line for line in lines) == 21
+    assert sum("--objective none" in line for line in lines) == 21
+
+
+def test_dry_run_paper_atari49_with_tracking(tmp_path):
+    result = launch("--preset", "paper-atari49", "--dry-run", "--track", "--wandb-project-name", "p",
+                    "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = commands(result.stdout)
+    assert len(lines) == 49 * 3
+    assert all(
+        "ppo_atari/train.py" in line and "--total-timesteps 10000000" in line for line in lines
+    )
+    assert all("--update-epochs 3 --vf-coef 2 --anneal-clip" in line for line in lines)  # Table 5
+    assert all("--track --wandb-project-name p --wandb-group ppo_table5" in line for line in lines)
+    assert any("--env-id MontezumaRevengeNoFrameskip-v4 --seed 3 " in line for line in lines)
+
+
+def run_dirs(runs):
+    return sorted(p for p in runs.iterdir() if p.is_dir() and p.name != "logs")
+
+
+def test_smoke_sweep_runs_then_skips_everything(tmp_path):
+    runs = tmp_path / "runs"
+    first = launch("--preset", "smoke", "--workers", "2", "--runs-dir", str(runs), cwd=tmp_path)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    dirs = run_dirs(runs)
+    assert len(dirs) == 4  # 2 envs x 2 seeds
+    assert {(summary(d)["env_id"], summary(d)["seed"]) for d in dirs} == {
+        (e, s) for e in ("Pendulum-v1", "InvertedPendulum-v5") for s in (1, 2)}  # fmt: skip
+    assert all(summary(d)["finished"] for d in dirs)
+    second = launch("--preset", "smoke", "--runs-dir", str(runs), cwd=tmp_path)
+    assert second.returncode == 0
+    assert "4 runs: 4 finished, 0 to resume, 0 new" in second.stdout
+    assert run_dirs(runs) == dirs
+
+
+def test_killed_run_is_resumed_on_relaunch(tmp_path):
+    runs = tmp_path / "runs"
+    flags = ["--preset", "smoke", "--env-ids", "Pendulum-v1", "--seeds", "1", "--runs-dir", str(runs),
+             "--extra=--total-timesteps 40960"]  # fmt: skip
+    # Start the sweep's single run by hand, exactly as the launcher would, and kill it mid-way.
+    dry = launch(*flags, "--dry-run", cwd=tmp_path)
+    command = commands(dry.stdout)[0].removeprefix("[new] ").split(" ")
+    proc = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 120
+    while not list(runs.glob("*/checkpoints/iter_0000002.pt")) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (killed,) = run_dirs(runs)
+    assert not (killed / "summary.json").exists() or not summary(killed)["finished"]
+
+    result = launch(*flags, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "1 runs: 0 finished, 1 to resume, 0 new" in result.stdout
+    assert run_dirs(runs) == [killed]  # resumed in place, no new run
+    done = summary(killed)
+    assert done["finished"] and done["global_step"] == 40960
+
+
+def test_failed_runs_are_reported_and_counted(tmp_path):
+    # CartPole has discrete actions: the continuous trainer refuses it (exit 2); Pendulum runs.
+    result = launch("--preset", "smoke", "--env-ids", "Pendulum-v1", "CartPole-v1", "--runs-dir",
+                    str(tmp_path / "runs"), cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2, result.stdout[-3000:]  # two runs failed
+    assert result.stdout.count("FAILED (exit 2):") == 2
+    assert (
+        "--env-id CartPole-v1" in result.stdout and "Box (continuous)" in result.stdout
+    )  # log tail
+    assert "2 of 4 runs succeeded; 2 failed" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("flags", "flag"),
+    [
+        (["--preset", "paper-table2"], "--preset"),
+        (["--preset", "smoke", "--variants", "clip_0.5"], "--variants"),
+        (["--preset", "smoke", "--env-ids", "Hopper-v9"], "--env-id"),
+    ],
+)
+def test_bad_input_is_a_clear_error(flags, flag, tmp_path):
+    assert_usage_error(launch(*flags, "--dry-run", cwd=tmp_path), flag)

@@ -1,0 +1,129 @@
+"""The report's computations on small result sets worked out by hand, and the report end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+import report  # noqa: E402
+
+
+def rec(env_id, variant, seed, last, whole=None):
+    return {"env_id": env_id, "exp_name": variant, "seed": seed, "mean_return_last_100": last,
+            "mean_return_all_training": last if whole is None else whole}  # fmt: skip
+
+
+def test_normalized_scores_by_hand():
+    records = [
+        rec("A-v5", "x", 1, 10.0), rec("A-v5", "x", 2, 20.0), rec("A-v5", "y", 1, 30.0), rec("A-v5", "y", 2, 50.0),
+        rec("B-v5", "x", 1, 0.0), rec("B-v5", "x", 2, 100.0), rec("B-v5", "y", 1, -100.0), rec("B-v5", "y", 2, -50.0),
+        rec("C-v5", "x", 1, 7.0),  # no random score: left out
+    ]  # fmt: skip
+    result = report.normalized_scores(records, {"A-v5": 0.0, "B-v5": -100.0})
+    # A: random 0, best = y's mean 40 -> x: 10/40, 20/40; y: 30/40, 50/40.
+    # B: random -100, best = x's mean 50 (scale 150) -> x: 100/150, 200/150; y: 0, 50/150.
+    assert result["x"]["score"] == pytest.approx(np.mean([0.25, 0.5, 100 / 150, 200 / 150]))
+    assert result["y"]["score"] == pytest.approx(np.mean([0.75, 1.25, 0.0, 50 / 150]))
+    assert result["x"]["runs"] == result["y"]["runs"] == 4
+    assert result["y"]["per_env"]["A-v5"] == pytest.approx(1.0)  # the best setting averages to 1
+    assert result["x"]["per_env"]["B-v5"] == pytest.approx(1.0)
+    assert "C-v5" not in result["x"]["per_env"]
+
+
+def test_games_won_with_ties_and_missing_games():
+    paper = {
+        "G1": {"a2c": 10.0, "acer": 20.0, "ppo": 0.0},
+        "G2": {"a2c": 5.0, "acer": 5.0, "ppo": 0.0},  # A2C = ACER above ours: a tie
+        "G3": {"a2c": 1.0, "acer": 2.0, "ppo": 0.0},  # ours 2.04 rounds to 2.0 = ACER: a tie
+        "G4": {"a2c": 1.0, "acer": 2.0, "ppo": 0.0},  # no result of ours
+        "G5": {"a2c": 100.0, "acer": 50.0, "ppo": 0.0},
+        "G6": {"a2c": 0.0, "acer": 0.0, "ppo": 0.0},
+    }
+    ours = {"G1": 30.0, "G2": 4.0, "G3": 2.04, "G5": 60.0, "G6": -1.0}
+    won = report.games_won(ours, paper)
+    assert (won["a2c"], won["acer"], won["ppo"], won["tie"]) == (1, 0, 1, 3)
+    assert won["missing"] == ["G4"]
+
+
+def test_human_normalized_uses_dqn_zoo_scores():
+    # Breakout: random 1.7, human 30.5 (dqn_zoo); Pong: random -20.7, human 14.6.
+    assert report.human_normalized(1.7, "Breakout") == pytest.approx(0.0)
+    assert report.human_normalized(30.5, "Breakout") == pytest.approx(1.0)
+    assert report.human_normalized(-3.05, "Pong") == pytest.approx(0.5)
+    assert report.human_normalized(1.0, "NotAGame") is None
+
+
+def test_score_matrix_keeps_equal_runs_per_game():
+    records = [rec("BreakoutNoFrameskip-v4", "v", s, 30.5) for s in (1, 2, 3)]
+    records += [rec("PongNoFrameskip-v4", "v", s, 14.6) for s in (2, 1)]
+    matrix, games = report.score_matrix(records, "mean_return_last_100")
+    assert games == ["Breakout", "Pong"]
+    assert matrix.shape == (2, 2) and np.allclose(matrix, 1.0)
+
+
+def test_rliable_aggregates_on_known_scores():
+    scores = {"const": np.full((3, 5), 0.4), "spread": np.array([[0.0, 0.5, 1.0, 1.5, 2.0]] * 2)}
+    agg = report.rliable_aggregates(scores, reps=200)
+    for name in ("median", "mean", "iqm"):
+        point, low, high = agg["const"][name]
+        assert (
+            point == pytest.approx(0.4) and low == pytest.approx(0.4) and high == pytest.approx(0.4)
+        )
+    assert agg["const"]["optimality_gap"][0] == pytest.approx(0.6)
+    assert agg["spread"]["median"][0] == pytest.approx(1.0)
+    assert agg["spread"]["mean"][0] == pytest.approx(1.0)
+    assert agg["spread"]["optimality_gap"][0] == pytest.approx(
+        (1.0 + 0.5) / 5
+    )  # mean of max(1 - x, 0)
+
+
+def write_runs(folder, records):
+    for i, r in enumerate(records):
+        run = folder / f"run{i}"
+        run.mkdir(parents=True)
+        (run / "summary.json").write_text(json.dumps(r))
+
+
+def run_report(*flags):
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "report.py"), *flags],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_atari_report_end_to_end(tmp_path):
+    records = [rec(f"{g}NoFrameskip-v4", "ppo_table5", s, v + s, v / 2) for g, v in
+               [("Breakout", 300.0), ("Pong", 20.0), ("Alien", 1500.0)] for s in (1, 2, 3)]  # fmt: skip
+    write_runs(tmp_path / "runs", records)
+    result = run_report(
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--out",
+        str(tmp_path / "out"),
+        "--bootstrap-reps",
+        "200",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = (tmp_path / "out" / "report.md").read_text()
+    # Ours (mean over seeds): Breakout 302 (all training 150), Pong 22, Alien 1502; the paper's
+    # A2C / ACER: Breakout 303.0 / 456.4, Pong 19.7 / 20.7, Alien 1141.7 / 1655.4.
+    assert "| Breakout | 150.0 | 302.0 | 303.0 | 456.4 | 274.8 |" in text  # ours beside Table 6
+    # Breakout and Alien go to ACER, Pong to ours.
+    assert "ours vs the paper's A2C and ACER | 0 | 2 | 1 | 0 |" in text
+    assert "IQM" in text
+    assert (tmp_path / "out" / "performance_profile.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "interval_estimates.png").stat().st_size > 1000
+
+
+def test_empty_results_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "runs").mkdir()
+    result = run_report("--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2 and result.stderr.startswith(
+        "error: --runs-dir: no */summary.json"
+    )
+    result = run_report("--runs-dir", str(tmp_path / "nowhere"))
+    assert result.returncode == 2 and "is not a folder" in result.stderr
