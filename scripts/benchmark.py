@@ -137,6 +137,11 @@ class Run:
     variant: str
     command: list[str]
     state: str  # "new", "resume" or "finished"
+    runs_dir: Path
+
+    def finished(self) -> bool:
+        run_dir = find_run_dir(self.runs_dir, self.env_id, self.variant, self.seed)
+        return run_dir is not None and _finished(run_dir)
 
 
 def run_prefix(env_id: str, variant: str, seed: int) -> str:
@@ -169,7 +174,9 @@ def plan(args: Args, preset: Preset, runs_dir: Path) -> list[Run]:
                     state = "finished"
                 elif run_dir is not None and (run_dir / "checkpoints" / "latest.pt").is_file():
                     state, flags = "resume", [*flags, "--resume", str(run_dir)]
-                runs.append(Run(env_id, seed, variant, [sys.executable, trainer, *flags], state))
+                runs.append(
+                    Run(env_id, seed, variant, [sys.executable, trainer, *flags], state, runs_dir)
+                )
     return runs
 
 
@@ -199,52 +206,73 @@ def make_executor(args: Args, log_dir: Path):
     import submitit
 
     if args.slurm_partition:
-        executor = submitit.AutoExecutor(folder=str(log_dir / "%j"), cluster="slurm")
+        executor = submitit.AutoExecutor(folder=str(log_dir / "submitit"), cluster="slurm")
         executor.update_parameters(
             slurm_partition=args.slurm_partition, timeout_min=args.timeout_min,
             cpus_per_task=args.cpus_per_task, gpus_per_node=args.gpus_per_task or None,
             slurm_array_parallelism=args.array_parallelism, tasks_per_node=1, nodes=1,
         )  # fmt: skip
     else:
-        executor = submitit.AutoExecutor(folder=str(log_dir / "%j"), cluster="local")
+        executor = submitit.AutoExecutor(folder=str(log_dir / "submitit"), cluster="local")
         executor.update_parameters(timeout_min=args.timeout_min)
     return executor
 
 
 def launch(args: Args, runs: list[Run], log_dir: Path) -> list[tuple[Run, int, str]]:
-    """Run the runs; returns (run, exit code, log file) for each one that failed."""
+    """Run the runs; returns (run, exit code, log file) for each one that did not finish."""
     executor = make_executor(args, log_dir)
     jobs = [(run, TrainerJob(run.command, str(log_dir / f"{run_prefix(run.env_id, run.variant, run.seed)}log.txt")))
             for run in runs]  # fmt: skip
-    results: list[tuple[Run, int, str]] = []
+    pending, running, results = list(jobs), [], []
     if args.slurm_partition:
-        with executor.batch():
-            submitted = [(run, job, executor.submit(job)) for run, job in jobs]
-        print(
-            f"submitted a job array of {len(submitted)} runs to SLURM partition {args.slurm_partition}"
-        )
-        for run, job, handle in submitted:
-            results.append((run, _exit_code(handle), job.log_file))
-    else:
-        pending, running = list(jobs), []
-        while pending or running:
-            while pending and len(running) < args.workers:
-                run, job = pending.pop(0)
-                running.append((run, job, executor.submit(job)))
-            still = []
-            for run, job, handle in running:
-                if handle.done():
-                    code = _exit_code(handle)
-                    print(
-                        f"{'done  ' if code == 0 else 'FAILED'} {run.env_id} {run.variant} seed {run.seed}",
-                        flush=True,
-                    )
-                    results.append((run, code, job.log_file))
-                else:
-                    still.append((run, job, handle))
-            running = still
-            time.sleep(0.5)
+        with executor.batch():  # one job array; SLURM runs array_parallelism of it at once
+            running = [(run, job, executor.submit(job)) for run, job in jobs]
+        pending = []
+        print(f"submitted a job array of {len(running)} runs to SLURM partition {args.slurm_partition}: "
+              f"{running[0][2].job_id.split('_')[0]}", flush=True)  # fmt: skip
+    while pending or running:
+        while pending and len(running) < args.workers:
+            run, job = pending.pop(0)
+            running.append((run, job, executor.submit(job)))
+        still = []
+        for run, job, handle in running:
+            code = _finished_code(handle, args.slurm_partition is not None)
+            if code is None:
+                still.append((run, job, handle))
+                continue
+            if code == 0 and not run.finished():
+                code = -2  # stopped early (SIGTERM, scancel, preemption): its checkpoint resumes it
+            label = {0: "done  ", -2: "STOPPED"}.get(code, "FAILED")
+            print(f"{label} {run.env_id} {run.variant} seed {run.seed}", flush=True)
+            results.append((run, code, job.log_file))
+        running = still
+        time.sleep(0.5 if not args.slurm_partition else 2.0)
     return [(run, code, log) for run, code, log in results if code != 0]
+
+
+def _finished_code(handle, on_slurm: bool) -> int | None:
+    """The exit code of a job that has ended, or None while it runs.
+
+    submitit knows a job ended from its result file, or else from ``sacct``; clusters without
+    accounting storage have no ``sacct``, so a job that left ``squeue`` without a result (killed
+    by scancel, preempted, its node lost) counts as ended too, with exit code -1.
+    """
+    if handle.done():
+        return _exit_code(handle)
+    if on_slurm and not _in_squeue(handle.job_id):
+        time.sleep(5)  # let a result written just before the job left the queue appear
+        return _exit_code(handle) if handle.done() else -1
+    return None
+
+
+def _in_squeue(job_id: str) -> bool:
+    try:
+        out = subprocess.run(
+            ["squeue", "-h", "-j", job_id], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return True  # cannot tell: keep waiting
+    return out.returncode != 0 or bool(out.stdout.strip())
 
 
 def _exit_code(handle) -> int:
