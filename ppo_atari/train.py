@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.args import RunArgs
 from common.checkpoint import RunState, Saver, check_init_from, load_checkpoint
 from common.cli import UsageError, default_run_name, parse_args, require_divides, require_positive
 from common.distributions import (
@@ -38,42 +39,15 @@ from ppo_atari.envs import GameTracker, atari_spec, make_atari_envs
 
 
 @dataclass
-class Args:
-    # Experiment
+class Args(RunArgs):
+    """Every flag of this trainer; the experiment, tracking and checkpoint ones are shared (common/args.py)."""
+
     exp_name: str = "ppo_atari"
     """the name of this experiment, part of the run name"""
-    seed: int = 1
-    """seed of the experiment"""
-    torch_deterministic: bool = True
-    """if toggled, `torch.backends.cudnn.deterministic=True`"""
-    cuda: bool = True
-    """if toggled, use CUDA when it is available"""
-    precision: Literal["fp32", "bf16"] = "fp32"
-    """bf16 runs the network under autocast (fast on CPUs with AMX and on recent GPUs); losses stay fp32"""
-    runs_dir: str = "runs"
-    """folder for TensorBoard events, summary.json and checkpoints (runs/{run_name})"""
-    # Tracking
-    track: bool = False
-    """if toggled, track the run with Weights & Biases (offline when there is no API key)"""
-    wandb_project_name: str = "ppo-pipeline"
-    """the W&B project"""
-    wandb_entity: str | None = None
-    """the W&B entity (team or user)"""
-    wandb_group: str | None = None
-    """the W&B group, e.g. one per sweep variant"""
-    wandb_tags: tuple[str, ...] = ()
-    """W&B tags"""
-    capture_video: bool = False
-    """if toggled, record the games of env 0 to videos/{run_name} (and upload them with --track)"""
-    # Checkpoints
     save_every: int = 100
     """save a checkpoint every this many iterations (and at the end); 0 saves only at the end"""
-    keep_checkpoints: int = 3
-    """how many numbered checkpoints to keep besides latest.pt (0 keeps all)"""
-    resume: str | None = None
-    """continue the run saved at this checkpoint or run folder"""
-    init_from: str | None = None
-    """start a new run from the weights of this checkpoint"""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """bf16 runs the network under autocast (fast on CPUs with AMX and on recent GPUs); losses stay fp32"""
 
     # Environment
     env_id: str = "BreakoutNoFrameskip-v4"

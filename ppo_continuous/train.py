@@ -20,6 +20,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 from torch import nn
 
+from common.args import RunArgs
 from common.checkpoint import RunState, Saver, check_init_from, load_checkpoint
 from common.cli import (
     UsageError,
@@ -39,42 +40,13 @@ from common.tracking import Progress, Tracker, VideoUploader, wandb_settings_fro
 
 
 @dataclass
-class Args:
-    # Experiment
+class Args(RunArgs):
+    """Every flag of this trainer; the experiment, tracking and checkpoint ones are shared (common/args.py)."""
+
     exp_name: str = "ppo_continuous"
     """the name of this experiment, part of the run name"""
-    seed: int = 1
-    """seed of the experiment"""
-    torch_deterministic: bool = True
-    """if toggled, `torch.backends.cudnn.deterministic=True`"""
-    cuda: bool = True
-    """if toggled, use CUDA when it is available"""
     torch_threads: int = 1
     """intra-op threads for torch; 1 is fastest for these small MLPs on a CPU"""
-    runs_dir: str = "runs"
-    """folder for TensorBoard events, summary.json and checkpoints (runs/{run_name})"""
-    # Tracking
-    track: bool = False
-    """if toggled, track the run with Weights & Biases (offline when there is no API key)"""
-    wandb_project_name: str = "ppo-pipeline"
-    """the W&B project"""
-    wandb_entity: str | None = None
-    """the W&B entity (team or user)"""
-    wandb_group: str | None = None
-    """the W&B group, e.g. one per sweep variant"""
-    wandb_tags: tuple[str, ...] = ()
-    """W&B tags"""
-    capture_video: bool = False
-    """if toggled, record episodes of env 0 to videos/{run_name} (and upload them with --track)"""
-    # Checkpoints
-    save_every: int = 50
-    """save a checkpoint every this many iterations (and at the end); 0 saves only at the end"""
-    keep_checkpoints: int = 3
-    """how many numbered checkpoints to keep besides latest.pt (0 keeps all)"""
-    resume: str | None = None
-    """continue the run saved at this checkpoint or run folder"""
-    init_from: str | None = None
-    """start a new run from the weights and normalisation statistics of this checkpoint"""
 
     # Algorithm (defaults: the paper's MuJoCo settings, Table 3, which CleanRL also uses)
     env_id: str = "HalfCheetah-v5"

@@ -11,7 +11,6 @@ All figures are medians of repeated timings.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
@@ -39,13 +38,13 @@ class BenchArgs:
     num_steps: int = 128
     num_minibatches: int = 4
     update_epochs: int = 4
-    repeats: int = 30
+    repeats: int = 9
     """timings per part (the median is reported)"""
     trainer_iterations: int = 30
     """iterations of the real trainer per backend (1,024 steps each)"""
 
 
-def median_seconds(fn, repeats: int, warmup: int = 3) -> float:
+def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
     for _ in range(warmup):
         fn()
     times = []
@@ -67,22 +66,34 @@ def autocast(precision: str):
 
 
 def measure_parts(args: BenchArgs) -> dict:
-    from common.distributions import categorical_entropy, categorical_log_prob, sample_categorical
+    """Each part timed as the trainer runs it, per iteration: the env for a whole rollout (its
+    resets and no-op starts included), inference num_steps times, the K x M minibatch updates."""
+    from common.distributions import (
+        categorical_entropy,
+        categorical_kl,
+        categorical_log_prob,
+        sample_categorical,
+    )
+    from common.losses import ppo_loss
     from ppo_atari.envs import atari_spec, make_atari_envs
     from ppo_atari.train import Agent
 
     spec = atari_spec(args.env_id)
-    parts: dict = {"env_step_s": {}}
+    parts: dict = {"env_rollout_s": {}}
     for backend in args.backends:
         envs = make_atari_envs(spec, args.num_envs, backend, seed=1)
         envs.reset(seed=1)
         rng = np.random.default_rng(0)
-        parts["env_step_s"][backend] = median_seconds(
-            lambda envs=envs, rng=rng: envs.step(
-                rng.integers(0, envs.single_action_space.n, args.num_envs)
-            ),
-            repeats=args.repeats * 10,
-        )
+        actions = [
+            rng.integers(0, envs.single_action_space.n, args.num_envs)
+            for _ in range(args.num_steps)
+        ]
+
+        def rollout(envs=envs, actions=actions):
+            for a in actions:
+                envs.step(a)
+
+        parts["env_rollout_s"][backend] = median_seconds(rollout, args.repeats)
         envs.close()
 
     torch.manual_seed(0)
@@ -90,40 +101,48 @@ def measure_parts(args: BenchArgs) -> dict:
     obs = torch.randint(0, 256, (args.num_envs, 4, 84, 84), dtype=torch.uint8)
 
     def infer():
-        with torch.inference_mode(), autocast(args.precision):
-            logits, _ = agent(obs)
-            categorical_log_prob(logits, sample_categorical(logits))
+        for _ in range(args.num_steps):
+            with torch.inference_mode(), autocast(args.precision):
+                logits, _ = agent(obs)
+                categorical_log_prob(logits, sample_categorical(logits))
 
-    parts["inference_s"] = median_seconds(infer, args.repeats * 10)
+    parts["inference_rollout_s"] = median_seconds(infer, args.repeats)
 
-    minibatch = args.num_envs * args.num_steps // args.num_minibatches
-    mb_obs = torch.randint(0, 256, (minibatch, 4, 84, 84), dtype=torch.uint8)
-    mb_actions = torch.randint(0, 4, (minibatch,))
+    batch = args.num_envs * args.num_steps
+    b_obs = torch.randint(0, 256, (batch, 4, 84, 84), dtype=torch.uint8)
+    b_actions = torch.randint(0, 4, (batch,))
+    b_logits, b_other = torch.randn(batch, 4), torch.randn(4, batch)
     optimizer = torch.optim.Adam(agent.parameters(), lr=2.5e-4, eps=1e-5, foreach=True)
 
     def update():
-        with autocast(args.precision):
-            logits, values = agent(mb_obs)
-        loss = -categorical_log_prob(logits, mb_actions).mean() + values.pow(2).mean()
-        loss = loss - 0.01 * categorical_entropy(logits).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(agent.parameters(), 0.5)
-        optimizer.step()
+        for _ in range(args.update_epochs):
+            for mb in torch.randperm(batch).split(batch // args.num_minibatches):
+                with autocast(args.precision):
+                    logits, values = agent(b_obs[mb])
+                loss, _ = ppo_loss(
+                    new_log_prob=categorical_log_prob(logits, b_actions[mb]), entropy=categorical_entropy(logits),
+                    new_values=values, kl=categorical_kl(b_logits[mb], logits), old_log_prob=b_other[0, mb],
+                    old_values=b_other[1, mb], advantages=b_other[2, mb], returns=b_other[3, mb], objective="clip",
+                    clip_coef=0.1, kl_beta=1.0, vf_coef=0.5, ent_coef=0.01, clip_vloss=True, norm_adv=True,
+                )  # fmt: skip
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(agent.parameters(), 0.5)
+                optimizer.step()
 
-    parts["minibatch_update_s"] = median_seconds(update, args.repeats)
+    parts["update_s"] = median_seconds(update, max(3, args.repeats // 3))
     return parts
 
 
 def bound_sps(parts: dict, backend: str, args: BenchArgs) -> float:
-    rollout_per_step = (parts["env_step_s"][backend] + parts["inference_s"]) / args.num_envs
-    updates = args.update_epochs * args.num_minibatches
-    update_per_step = updates * parts["minibatch_update_s"] / (args.num_envs * args.num_steps)
-    return 1.0 / (rollout_per_step + update_per_step)
+    """1 / (rollout cost per step + update cost per step)."""
+    batch = args.num_envs * args.num_steps
+    rollout_per_step = (parts["env_rollout_s"][backend] + parts["inference_rollout_s"]) / batch
+    return 1.0 / (rollout_per_step + parts["update_s"] / batch)
 
 
-def trainer_sps(backend: str, args: BenchArgs) -> float:
-    """Run the real trainer; SPS excludes its first iteration (start-up)."""
+def trainer_sps(backend: str, args: BenchArgs) -> tuple[float, float, float]:
+    """Run the real trainer: (SPS, rollout s, update s), medians over iterations after the first."""
     steps = args.trainer_iterations * args.num_envs * args.num_steps
     with tempfile.TemporaryDirectory() as runs:
         cmd = [
@@ -134,36 +153,36 @@ def trainer_sps(backend: str, args: BenchArgs) -> float:
             "--num-minibatches", str(args.num_minibatches), "--update-epochs", str(args.update_epochs),
         ]  # fmt: skip
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return _steady_sps(next(Path(runs).glob("*")))
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-
-def _steady_sps(run_dir: Path) -> float:
-    """Median SPS over iterations after the first, from the logged iteration times."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run_dir)).Reload()
-    seconds = [e.value for e in events.Scalars("charts/iteration_seconds")][1:]
-    steps = json.loads((run_dir / "summary.json").read_text())["global_step"]
-    per_iteration = steps / (len(seconds) + 1)
-    return per_iteration / statistics.median(seconds)
+        events = EventAccumulator(str(next(Path(runs).glob("*")))).Reload()
+        iteration = [e.value for e in events.Scalars("charts/iteration_seconds")][1:]
+        rollout = [e.value for e in events.Scalars("charts/rollout_seconds")][1:]
+    batch = args.num_envs * args.num_steps
+    median_iteration, median_rollout = statistics.median(iteration), statistics.median(rollout)
+    return batch / median_iteration, median_rollout, median_iteration - median_rollout
 
 
 def main(args: BenchArgs) -> None:
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, threads {torch.get_num_threads()}"
-    )
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"threads {torch.get_num_threads()}, precision {args.precision}")  # fmt: skip
     parts = measure_parts(args)
-    print(f"inference at batch {args.num_envs}: {parts['inference_s'] * 1e3:.2f} ms (median)")
+    batch = args.num_envs * args.num_steps
+    print(f"per iteration of {batch} steps (medians of {args.repeats} repeats):")
     print(
-        f"one minibatch update ({args.precision}): {parts['minibatch_update_s'] * 1e3:.1f} ms (median)"
+        f"  inference, {args.num_steps} calls at batch {args.num_envs}: {parts['inference_rollout_s'] * 1e3:.0f} ms"
+    )
+    print(
+        f"  update, {args.update_epochs} x {args.num_minibatches} minibatches: {parts['update_s'] * 1e3:.0f} ms"
     )
     for backend in args.backends:
-        env_s = parts["env_step_s"][backend]
+        env_s = parts["env_rollout_s"][backend]
         bound = bound_sps(parts, backend, args)
-        sps = trainer_sps(backend, args)
+        sps, rollout_s, update_s = trainer_sps(backend, args)
         print(
-            f"{backend:>10}: env-only {args.num_envs / env_s:,.0f} steps/s ({env_s * 1e3:.2f} ms per step of {args.num_envs}); "
-            f"bound {bound:,.0f} SPS; trainer {sps:,.0f} SPS (median over iterations); trainer/bound {sps / bound:.2f}"
+            f"  {backend:>10}: env-only {batch / env_s:,.0f} steps/s ({env_s * 1e3:.0f} ms); bound {bound:,.0f} SPS; "
+            f"trainer {sps:,.0f} SPS (rollout {rollout_s * 1e3:.0f} ms, rest {update_s * 1e3:.0f} ms); "
+            f"trainer/bound {sps / bound:.2f}"
         )
 
 

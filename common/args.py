@@ -1,0 +1,46 @@
+"""The flags every trainer has besides its algorithm: the experiment, tracking and checkpoints.
+
+A trainer's ``Args`` subclasses ``RunArgs`` and adds its environment and algorithm flags, so the
+trainer file shows the hyperparameters of its algorithm and nothing else is written twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class RunArgs:
+    # Experiment
+    exp_name: str = "ppo"
+    """the name of this experiment, part of the run name {env_id}__{exp_name}__{seed}__{time}"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, use CUDA when it is available"""
+    runs_dir: str = "runs"
+    """folder for TensorBoard events, summary.json and checkpoints (runs/{run_name})"""
+    # Tracking
+    track: bool = False
+    """if toggled, track the run with Weights & Biases (offline when there is no API key)"""
+    wandb_project_name: str = "ppo-pipeline"
+    """the W&B project"""
+    wandb_entity: str | None = None
+    """the W&B entity (team or user)"""
+    wandb_group: str | None = None
+    """the W&B group, e.g. one per sweep variant"""
+    wandb_tags: tuple[str, ...] = ()
+    """W&B tags"""
+    capture_video: bool = False
+    """if toggled, record episodes of env 0 to videos/{run_name} (and upload them with --track)"""
+    # Checkpoints
+    save_every: int = 50
+    """save a checkpoint every this many iterations (and at the end); 0 saves only at the end"""
+    keep_checkpoints: int = 3
+    """how many numbered checkpoints to keep besides latest.pt (0 keeps all)"""
+    resume: str | None = None
+    """continue the run saved at this checkpoint or run folder (other flags that change the experiment are refused)"""
+    init_from: str | None = None
+    """start a new run from the weights (and normalisation statistics) of this checkpoint"""
