@@ -35,8 +35,8 @@ def compute_gae(
     in ``episode_ends`` only, with ``next_values[t]`` = V(final observation). Passing it in both
     treats the time limit as a true end, as the paper and openai/baselines ppo2 do.
     """
-    not_terminal = 1.0 - terminations.float()
-    not_end = 1.0 - episode_ends.float()
+    not_terminal = 1.0 - terminations.to(rewards.dtype)  # in the rewards' precision, not float32
+    not_end = 1.0 - episode_ends.to(rewards.dtype)
     deltas = rewards + gamma * next_values * not_terminal - values
     advantages = torch.zeros_like(rewards)
     running = torch.zeros_like(rewards[0])
