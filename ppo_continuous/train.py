@@ -104,9 +104,9 @@ def validate(args: Args) -> None:
     if args.resume or args.init_from:
         return  # the checkpoint is checked when it is opened, before any env is built
     require_registered_env(args.env_id)
-    action_space = (
-        gym.spec(args.env_id).make().action_space
-    )  # one env, only to read its action type
+    probe = gym.make(args.env_id)  # one env, only to read its action type
+    action_space = probe.action_space
+    probe.close()
     if not isinstance(action_space, gym.spaces.Box):
         raise UsageError(
             "--env-id",
@@ -266,8 +266,11 @@ def main(args: Args) -> None:
                 truncations[step] = torch.as_tensor(truncated, device=device)
                 next_obs = torch.as_tensor(next_obs_np, dtype=torch.float32, device=device)
                 if "final_info" in info:  # some env ended this step and was reset
-                    for i in np.flatnonzero(truncated) if args.bootstrap_truncated else ():
-                        final_obs[step, i] = torch.as_tensor(info["final_obs"][i], device=device)
+                    if args.bootstrap_truncated:  # V(final obs) stands in for V(s_{t+1})
+                        for i in np.flatnonzero(truncated):
+                            final_obs[step, i] = torch.as_tensor(
+                                info["final_obs"][i], device=device
+                            )
                     episode = info["final_info"]["episode"]
                     for i in np.flatnonzero(info["final_info"]["_episode"]):
                         run.episodes.add(episode["r"][i], episode["l"][i])
@@ -279,9 +282,8 @@ def main(args: Args) -> None:
             b_obs, b_actions = obs.reshape(-1, obs_dim), actions.reshape(-1, act_dim)
             with torch.no_grad():
                 b_log_probs, _, b_values, b_means, b_log_stds = agent.evaluate(b_obs, b_actions)
-                b_log_stds = (
-                    b_log_stds.clone()
-                )  # a view of the parameter, which Adam changes in place
+                # log_std is a view of the parameter, which Adam changes in place: keep a copy.
+                b_log_stds = b_log_stds.clone()
                 values = b_values.reshape(args.num_steps, args.num_envs)
                 final_values = agent.value(final_obs) if args.bootstrap_truncated else None
                 # 3. Advantages by GAE (eqs. 11-12) and value targets R_t = A_t + V(s_t).
