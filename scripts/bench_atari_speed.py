@@ -169,11 +169,16 @@ def main(args: BenchArgs) -> None:
     parts = measure_parts(args)
     batch = args.num_envs * args.num_steps
     print(f"per iteration of {batch} steps (medians of {args.repeats} repeats):")
-    print(
-        f"  inference, {args.num_steps} calls at batch {args.num_envs}: {parts['inference_rollout_s'] * 1e3:.0f} ms"
+    infer, update, updates = (
+        parts["inference_rollout_s"],
+        parts["update_s"],
+        args.update_epochs * args.num_minibatches,
     )
     print(
-        f"  update, {args.update_epochs} x {args.num_minibatches} minibatches: {parts['update_s'] * 1e3:.0f} ms"
+        f"  inference, {args.num_steps} calls at batch {args.num_envs}: {infer * 1e3:.0f} ms ({infer / args.num_steps * 1e3:.2f} ms each)"
+    )
+    print(
+        f"  update, {updates} minibatches: {update * 1e3:.0f} ms ({update / updates * 1e3:.1f} ms each)"
     )
     for backend in args.backends:
         env_s = parts["env_rollout_s"][backend]
