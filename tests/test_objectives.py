@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from common.objectives import (
+    OBJECTIVES,
     adapt_kl_beta,
     clipped_surrogate,
     kl_penalty_surrogate,
@@ -16,87 +17,150 @@ from common.objectives import (
 EPS = 0.2
 
 
-def test_all_surrogates_equal_minus_mean_advantage_at_ratio_one():
-    advantages = torch.tensor([1.5, -2.0, 0.3, 4.0])
-    ratio = torch.ones(4)
-    expected = -advantages.mean()
-    assert clipped_surrogate(ratio, advantages, EPS) == pytest.approx(expected.item())
-    assert unclipped_surrogate(ratio, advantages) == pytest.approx(expected.item())
-    assert kl_penalty_surrogate(ratio, advantages, torch.zeros(4), kl_beta=3.0) == pytest.approx(
-        expected.item()
+@pytest.mark.parametrize("seed", [0, 1])
+def test_all_surrogates_equal_minus_mean_advantage_at_ratio_one(seed):
+    g = torch.Generator().manual_seed(seed)
+    advantages = torch.randn(50, generator=g, dtype=torch.float64) * 3.0
+    ratio = torch.zeros(50, dtype=torch.float64).exp()  # log-ratio 0
+    expected = -sum(advantages.tolist()) / 50
+    assert clipped_surrogate(ratio, advantages, EPS).item() == pytest.approx(expected, abs=1e-12)
+    assert unclipped_surrogate(ratio, advantages).item() == pytest.approx(expected, abs=1e-12)
+    zero_kl = torch.zeros(50, dtype=torch.float64)
+    assert kl_penalty_surrogate(ratio, advantages, zero_kl, 3.0).item() == pytest.approx(
+        expected, abs=1e-12
     )
 
 
-# (ratio, advantage, clip active?): the clip removes the gradient only where moving further would
-# improve the objective beyond the trust region (eq. 7's min picks the clipped term).
+def test_surrogate_values_away_from_ratio_one_by_hand():
+    ratio = torch.tensor([1.5, 0.5, 1.1])
+    advantages = torch.tensor([2.0, 2.0, -1.0])
+    # r*A = 3, 1, -1.1; clip(r)*A = 2.4, 1.6, -1.1; min = 2.4, 1, -1.1 -> mean 2.3/3.
+    assert clipped_surrogate(ratio, advantages, EPS).item() == pytest.approx(-2.3 / 3)
+    assert unclipped_surrogate(ratio, advantages).item() == pytest.approx(-2.9 / 3)
+    kl = torch.tensor([0.1, 0.2, 0.3])
+    # r*A - 2*kl = 2.8, 0.6, -1.7 -> mean 1.7/3.
+    assert kl_penalty_surrogate(ratio, advantages, kl, 2.0).item() == pytest.approx(-1.7 / 3)
+
+
+# (ratio, advantage, gradient zeroed by the clip?). Eq. 7's min picks the clipped term, whose
+# gradient in r is zero, only where moving r further out would improve the objective; on the
+# pessimistic side the unclipped term is smaller and keeps its gradient -A/n.
 CASES = [
-    (1.05, 2.0, False),  # inside the range
-    (0.90, -1.0, False),  # inside the range
-    (1.30, 2.0, True),  # above 1 + eps with A > 0: clipped
-    (0.70, -1.0, True),  # below 1 - eps with A < 0: clipped
-    (1.30, -2.0, False),  # above 1 + eps with A < 0: the pessimistic, unclipped term is kept
-    (0.70, 3.0, False),  # below 1 - eps with A > 0: likewise
+    (1.05, 2.0, False),  # inside [1 - eps, 1 + eps], A > 0
+    (0.90, -1.0, False),  # inside, A < 0
+    (1.15, -0.5, False),  # inside, A < 0
+    (1.30, 2.0, True),  # above 1 + eps with A > 0: clip active
+    (2.50, 0.7, True),  # far above with A > 0: clip active
+    (0.70, -1.0, True),  # below 1 - eps with A < 0: clip active
+    (0.10, -3.0, True),  # far below with A < 0: clip active
+    (1.30, -2.0, False),  # above 1 + eps with A < 0: pessimistic side, unclipped gradient
+    (0.70, 3.0, False),  # below 1 - eps with A > 0: pessimistic side, unclipped gradient
 ]
 
 
-@pytest.mark.parametrize(("ratio_value", "advantage", "clipped"), CASES)
-def test_clip_gradient_is_zero_only_where_the_clip_is_active(ratio_value, advantage, clipped):
+def grad_wrt_ratio(fn, ratio_values, advantages):
+    ratio = torch.tensor(ratio_values, dtype=torch.float64, requires_grad=True)
+    fn(ratio, torch.tensor(advantages, dtype=torch.float64)).backward()
+    return ratio.grad
+
+
+@pytest.mark.parametrize(("ratio_value", "advantage", "clip_active"), CASES)
+def test_clip_gradient_per_case(ratio_value, advantage, clip_active):
     n = 4
-    ratio = torch.full((n,), ratio_value, requires_grad=True)
-    advantages = torch.full((n,), advantage)
-    clipped_surrogate(ratio, advantages, EPS).backward()
-    unclipped_ratio = ratio.detach().clone().requires_grad_(True)
-    unclipped_surrogate(unclipped_ratio, advantages).backward()
-    if clipped:
-        assert torch.all(ratio.grad == 0)
+    ratios, advs = [ratio_value] * n, [advantage] * n
+    grad = grad_wrt_ratio(lambda r, a: clipped_surrogate(r, a, EPS), ratios, advs)
+    unclipped_grad = grad_wrt_ratio(unclipped_surrogate, ratios, advs)
+    assert torch.allclose(unclipped_grad, torch.full((n,), -advantage / n, dtype=torch.float64))
+    if clip_active:
+        assert torch.all(grad == 0), grad
     else:
-        assert torch.allclose(ratio.grad, unclipped_ratio.grad)
-        assert torch.allclose(ratio.grad, torch.full((n,), -advantage / n))
+        assert torch.allclose(grad, unclipped_grad), (grad, unclipped_grad)
 
 
-def test_mixed_batch_gradient_per_sample():
-    ratio = torch.tensor([c[0] for c in CASES], requires_grad=True)
-    advantages = torch.tensor([c[1] for c in CASES])
-    clipped_surrogate(ratio, advantages, EPS).backward()
-    expected = torch.tensor([0.0 if c[2] else -c[1] / len(CASES) for c in CASES])
-    assert torch.allclose(ratio.grad, expected)
+def test_clip_gradient_mixed_batch_is_per_sample():
+    n = len(CASES)
+    grad = grad_wrt_ratio(
+        lambda r, a: clipped_surrogate(r, a, EPS), [c[0] for c in CASES], [c[1] for c in CASES]
+    )
+    expected = torch.tensor([0.0 if c[2] else -c[1] / n for c in CASES], dtype=torch.float64)
+    assert torch.allclose(grad, expected, rtol=0, atol=1e-15), (grad, expected)
 
 
-def test_kl_penalty_gradient_is_beta_over_n():
-    kl = torch.rand(5, requires_grad=True)
-    kl_penalty_surrogate(torch.ones(5), torch.randn(5), kl, kl_beta=3.0).backward()
-    assert torch.allclose(kl.grad, torch.full((5,), 3.0 / 5))
+def test_unclipped_gradient_is_minus_advantage_over_n_everywhere():
+    ratios = [c[0] for c in CASES]
+    advs = [c[1] for c in CASES]
+    grad = grad_wrt_ratio(unclipped_surrogate, ratios, advs)
+    assert torch.allclose(grad, -torch.tensor(advs, dtype=torch.float64) / len(CASES))
 
 
+@pytest.mark.parametrize("beta", [0.5, 3.0])
+def test_kl_penalty_gradient_wrt_kl_is_beta_over_n(beta):
+    n = 7
+    g = torch.Generator().manual_seed(0)
+    kl = torch.rand(n, generator=g, dtype=torch.float64).requires_grad_(True)
+    ratio = (torch.rand(n, generator=g, dtype=torch.float64) + 0.5).requires_grad_(True)
+    advantages = torch.randn(n, generator=g, dtype=torch.float64)
+    kl_penalty_surrogate(ratio, advantages, kl, beta).backward()
+    assert torch.allclose(kl.grad, torch.full((n,), beta / n, dtype=torch.float64))
+    assert torch.allclose(ratio.grad, -advantages / n)  # the penalty does not touch d/dr
+
+
+TARGET = 0.01
+LOW, HIGH = TARGET / 1.5, TARGET * 1.5
+
+
+@pytest.mark.parametrize("beta", [1.0, 3.0])
 @pytest.mark.parametrize(
-    ("mean_kl", "expected"),
+    ("mean_kl", "factor"),
     [
+        (0.0, 0.5),  # no change in policy at all: halve
         (0.001, 0.5),  # far below d_targ / 1.5: halve
-        (0.01 / 1.5 - 1e-6, 0.5),  # just below the lower bound
-        (0.01 / 1.5 + 1e-6, 1.0),  # just inside
-        (0.01, 1.0),
-        (0.015 - 1e-6, 1.0),  # just inside the upper bound
-        (0.015 + 1e-6, 2.0),  # just above 1.5 d_targ: double
-        (0.5, 2.0),
+        (LOW * (1 - 1e-6), 0.5),  # just below the lower boundary: halve
+        (LOW * (1 + 1e-6), 1.0),  # just above it: unchanged
+        (TARGET, 1.0),  # on target: unchanged
+        (HIGH * (1 - 1e-6), 1.0),  # just below the upper boundary: unchanged
+        (HIGH * (1 + 1e-6), 2.0),  # just above it: double
+        (0.5, 2.0),  # far above: double
     ],
 )
-def test_adaptive_beta_rule(mean_kl, expected):
-    assert adapt_kl_beta(1.0, mean_kl, kl_target=0.01) == pytest.approx(expected)
+def test_adaptive_beta_rule(beta, mean_kl, factor):
+    assert adapt_kl_beta(beta, mean_kl, TARGET) == pytest.approx(beta * factor, rel=1e-12)
+
+
+def test_adaptive_beta_rule_scales_with_the_target():
+    # The same mean KL halves beta for a large target and doubles it for a small one.
+    assert adapt_kl_beta(2.0, 0.01, kl_target=0.1) == pytest.approx(1.0)
+    assert adapt_kl_beta(2.0, 0.01, kl_target=0.001) == pytest.approx(4.0)
+    assert adapt_kl_beta(2.0, 0.01, kl_target=0.012) == pytest.approx(2.0)
 
 
 def test_policy_loss_dispatches_on_objective():
     g = torch.Generator().manual_seed(0)
-    ratio = torch.rand(8, generator=g) + 0.5
-    advantages, kl = torch.randn(8, generator=g), torch.rand(8, generator=g)
-    assert policy_loss("clip", ratio, advantages, kl, EPS, 2.0) == clipped_surrogate(
-        ratio, advantages, EPS
+    ratio = torch.rand(16, generator=g) + 0.5
+    advantages, kl = torch.randn(16, generator=g), torch.rand(16, generator=g)
+    expected = {
+        "clip": clipped_surrogate(ratio, advantages, EPS),
+        "none": unclipped_surrogate(ratio, advantages),
+        "fixed_kl": kl_penalty_surrogate(ratio, advantages, kl, 2.0),
+        "adaptive_kl": kl_penalty_surrogate(ratio, advantages, kl, 2.0),
+    }
+    assert set(expected) == set(OBJECTIVES)
+    # The three surrogates differ on this batch, so a wrong dispatch cannot go unnoticed.
+    distinct = {round(v.item(), 6) for v in expected.values()}
+    assert len(distinct) == 3, expected
+    for name, value in expected.items():
+        assert policy_loss(name, ratio, advantages, kl, EPS, 2.0).item() == value.item(), name
+    # The clip coefficient and beta are passed through, not fixed.
+    assert policy_loss("clip", ratio, advantages, kl, 0.05, 2.0).item() == pytest.approx(
+        clipped_surrogate(ratio, advantages, 0.05).item()
     )
-    assert policy_loss("none", ratio, advantages, kl, EPS, 2.0) == unclipped_surrogate(
-        ratio, advantages
+    assert policy_loss("fixed_kl", ratio, advantages, kl, EPS, 7.0).item() == pytest.approx(
+        kl_penalty_surrogate(ratio, advantages, kl, 7.0).item()
     )
-    for name in ("fixed_kl", "adaptive_kl"):
-        assert policy_loss(name, ratio, advantages, kl, EPS, 2.0) == kl_penalty_surrogate(
-            ratio, advantages, kl, 2.0
-        )
+
+
+@pytest.mark.parametrize("name", ["trpo", "CLIP", "", "kl"])
+def test_policy_loss_unknown_objective_raises(name):
+    ratio, advantages, kl = torch.ones(3), torch.ones(3), torch.zeros(3)
     with pytest.raises(ValueError, match="unknown objective"):
-        policy_loss("trpo", ratio, advantages, kl, EPS, 2.0)
+        policy_loss(name, ratio, advantages, kl, EPS, 1.0)
