@@ -75,11 +75,13 @@ def require_positive(**values: float) -> None:
 
 
 def require_divides(batch_size: int, num_minibatches: int) -> None:
-    """The batch (num_envs * num_steps) must split into equal minibatches."""
-    if batch_size % num_minibatches:
+    """The batch (num_envs * num_steps) must split into equal minibatches of at least 2 samples
+    (advantages are normalised per minibatch, and the std of one sample is undefined)."""
+    if batch_size % num_minibatches or batch_size // num_minibatches < 2:
         raise UsageError(
             "--num-minibatches",
-            f"must divide the batch size num_envs * num_steps = {batch_size}, got {num_minibatches}",
+            f"must divide the batch size num_envs * num_steps = {batch_size} into minibatches of "
+            f"2 or more samples, got {num_minibatches}",
         )
 
 

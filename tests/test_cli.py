@@ -126,7 +126,10 @@ def test_flag_spelling():
 def test_require_divides():
     require_divides(2048, 32)
     require_divides(2048, 1)
-    require_divides(7, 7)
+    require_divides(14, 7)
+    # A minibatch of one sample is refused: per-minibatch advantage normalisation divides by the std.
+    with pytest.raises(UsageError, match="^--num-minibatches: .*2 or more samples"):
+        require_divides(7, 7)
     with pytest.raises(UsageError, match="^--num-minibatches: .*2048.*got 3"):
         require_divides(2048, 3)
     with pytest.raises(UsageError, match="^--num-minibatches"):

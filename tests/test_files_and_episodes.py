@@ -136,3 +136,12 @@ def test_episode_log_from_lists_equals_adding_one_by_one():
     assert from_lists.scores()["mean_return_all_training"] == pytest.approx(9.5 / 3)
     with pytest.raises(ValueError):
         EpisodeLog([1.0, 2.0], [1])
+
+
+def test_atomic_write_gives_the_usual_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "summary.json", b"{}")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "summary.json").stat().st_mode & 0o777 == 0o644
