@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -48,7 +49,11 @@ class Args:
     bootstrap_reps: int = 2000
     """bootstrap samples for the rliable intervals"""
     wandb: bool = False
-    """also publish the report to W&B (needs network and wandb-workspaces)"""
+    """also publish the report as a W&B run (its Markdown, plots and per-run table); offline without network"""
+    wandb_project_name: str = "ppo-pipeline"
+    """the W&B project for --wandb"""
+    wandb_entity: str | None = None
+    """the W&B entity for --wandb"""
 
 
 def load_summaries(runs_dir: Path) -> list[dict]:
@@ -411,10 +416,48 @@ def main(args: Args) -> None:
     (out / "report.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out / 'report.md'} and {len(plots)} plots")
     if args.wandb:
-        print(
-            "--wandb: publishing W&B reports is not implemented yet; upload the folder's files by hand",
-            file=sys.stderr,
-        )
+        publish_to_wandb(args, runs_dir, out, records, plots)
+
+
+def publish_to_wandb(
+    args: Args, runs_dir: Path, out: Path, records: list[dict], plots: list[Path]
+) -> None:
+    """One W&B run of job type "report": the Markdown as HTML, every plot, and the runs as a table.
+
+    W&B's Reports API (wandb-workspaces) needs the online service; a run holding the report works
+    online and offline alike (``wandb sync`` uploads it later), and the project's workspace shows it.
+    """
+    import html
+
+    import wandb
+
+    from common.tracking import wandb_has_credentials
+
+    mode = os.environ.get("WANDB_MODE") or ("online" if wandb_has_credentials() else "offline")
+    run = wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, job_type="report",
+                     name=f"report-{runs_dir.name}", dir=str(out), mode=mode,
+                     settings=wandb.Settings(init_timeout=60, silent=True))  # fmt: skip
+    columns = [
+        "env_id",
+        "exp_name",
+        "seed",
+        "global_step",
+        "mean_return_all_training",
+        "mean_return_last_100",
+        "sps",
+    ]
+    table = wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in records])
+    markdown = (out / "report.md").read_text()
+    run.log({
+        "report": wandb.Html(f"<pre>{html.escape(markdown)}</pre>"),
+        "runs": table,
+        **{f"plots/{p.stem}": wandb.Image(str(p)) for p in plots},
+    })  # fmt: skip
+    run.save(str(out / "report.md"), base_path=str(out), policy="now")
+    print(
+        f"published to W&B ({run.settings.mode}): {run.settings.sync_dir if mode == 'offline' else run.url}"
+    )
+    run.finish()
 
 
 def read_random_scores(path: str) -> dict[str, float]:

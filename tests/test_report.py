@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -127,3 +128,27 @@ def test_empty_results_folder_is_a_clear_error(tmp_path):
     )
     result = run_report("--runs-dir", str(tmp_path / "nowhere"))
     assert result.returncode == 2 and "is not a folder" in result.stderr
+
+
+def test_wandb_publishes_the_report_as_an_offline_run(tmp_path):
+    records = [
+        rec(f"{g}NoFrameskip-v4", "ppo_table5", s, v + s)
+        for g, v in [("Breakout", 30.0), ("Pong", 0.0)]
+        for s in (1, 2)
+    ]
+    write_runs(tmp_path / "runs", records)
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "report.py"), "--runs-dir", str(tmp_path / "runs"), "--out", str(out),
+         "--bootstrap-reps", "100", "--wandb", "--wandb-project-name", "ppo-report-test"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "WANDB_MODE": "offline"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = (out / "wandb").glob("offline-run-*")
+    media = run / "files" / "media"
+    assert len(list((media / "html").glob("*.html"))) == 1
+    assert (
+        len(list((media / "images").rglob("*.png"))) == 2
+    )  # interval estimates, performance profile
+    assert len(list((media / "table").rglob("*.json"))) == 1
+    assert (run / "files" / "report.md").read_text() == (out / "report.md").read_text()
