@@ -197,6 +197,10 @@ def main(args: Args) -> None:
     next_obs_np, info = envs.reset(seed=args.seed + run.iteration)
     games.reset(info)
     next_obs = torch.as_tensor(next_obs_np, device=device)
+    # On a CPU, inference at batch num_envs gains nothing from more threads, and idle torch threads
+    # spin against the emulator's: the rollout uses one, the update all of them.
+    update_threads = torch.get_num_threads()
+    rollout_threads = 1 if device.type == "cpu" else update_threads
     session_start, wall_before, start_step = time.time(), run.wall_time, run.global_step
     try:
         for iteration in range(run.iteration + 1, num_iterations + 1):
@@ -214,6 +218,7 @@ def main(args: Args) -> None:
             )
 
             # 1. Run the policy pi_old for T steps in each of the N envs (Algorithm 1).
+            torch.set_num_threads(rollout_threads)
             for step in range(args.num_steps):
                 run.global_step += args.num_envs
                 obs[step] = next_obs
@@ -244,6 +249,7 @@ def main(args: Args) -> None:
                                  "charts/episodic_length": game_length}, run.global_step)  # fmt: skip
 
             rollout_seconds = time.time() - iter_start
+            torch.set_num_threads(update_threads)
 
             # 2. Advantages by GAE (eqs. 11-12) and value targets R_t = A_t + V(s_t).
             with torch.inference_mode(), autocast:

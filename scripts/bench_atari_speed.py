@@ -106,7 +106,10 @@ def measure_parts(args: BenchArgs) -> dict:
                 logits, _ = agent(obs)
                 categorical_log_prob(logits, sample_categorical(logits))
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the trainer's rollout does on a CPU
     parts["inference_rollout_s"] = median_seconds(infer, args.repeats)
+    torch.set_num_threads(threads)
 
     batch = args.num_envs * args.num_steps
     b_obs = torch.randint(0, 256, (batch, 4, 84, 84), dtype=torch.uint8)
