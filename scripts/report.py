@@ -422,18 +422,42 @@ def main(args: Args) -> None:
 def publish_to_wandb(
     args: Args, runs_dir: Path, out: Path, records: list[dict], plots: list[Path]
 ) -> None:
-    """One W&B run of job type "report": the Markdown as HTML, every plot, and the runs as a table.
+    """Publish the report to W&B; a W&B failure is a warning, the files in ``out`` stay the result.
 
-    W&B's Reports API (wandb-workspaces) needs the online service; a run holding the report works
-    online and offline alike (``wandb sync`` uploads it later), and the project's workspace shows it.
+    Two parts: a run of job type "report" holding the Markdown, every plot and the runs as a table
+    (works offline too; ``wandb sync`` uploads it later), and, when online, a W&B Report built with
+    wandb-workspaces: the Markdown plus live learning curves of the project's runs.
     """
-    import html
-
     import wandb
 
     from common.tracking import wandb_has_credentials
 
     mode = os.environ.get("WANDB_MODE") or ("online" if wandb_has_credentials() else "offline")
+    try:
+        run = log_report_run(args, runs_dir, out, records, plots, mode)
+        if mode != "online":
+            print(f"published to W&B offline: {run.settings.sync_dir} (wandb sync it; "
+                  "the W&B Report needs the online service, run --wandb again when online)")  # fmt: skip
+            return
+        report = wandb_report((out / "report.md").read_text(), run.entity, run.project, run.url)
+        report.save()
+        print(f"published to W&B: report {report.url}, report run {run.url}")
+    except Exception as error:  # the local report is already written
+        print(f"warning: publishing to W&B failed ({type(error).__name__}: {error}); "
+              f"the report in {out} is complete")  # fmt: skip
+    finally:
+        if wandb.run is not None:
+            wandb.run.finish()
+
+
+def log_report_run(
+    args: Args, runs_dir: Path, out: Path, records: list[dict], plots: list[Path], mode: str
+):
+    """A W&B run of job type "report": the Markdown as HTML, the plots, the runs as a table."""
+    import html
+
+    import wandb
+
     run = wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, job_type="report",
                      name=f"report-{runs_dir.name}", dir=str(out), mode=mode,
                      settings=wandb.Settings(init_timeout=60, silent=True))  # fmt: skip
@@ -454,10 +478,36 @@ def publish_to_wandb(
         **{f"plots/{p.stem}": wandb.Image(str(p)) for p in plots},
     })  # fmt: skip
     run.save(str(out / "report.md"), base_path=str(out), policy="now")
-    print(
-        f"published to W&B ({run.settings.mode}): {run.settings.sync_dir if mode == 'offline' else run.url}"
+    return run
+
+
+def wandb_report(markdown: str, entity: str, project: str, report_run_url: str):
+    """The report as a W&B Report (wandb-workspaces); built offline, ``.save()`` needs the service.
+
+    The Markdown without its local image links (the plots live in the report run), then the
+    projects' learning curves grouped by experiment, which stay live as runs are added.
+    """
+    import wandb_workspaces.reports.v2 as wr
+
+    text = markdown.split("\n## Plots\n", 1)[0]
+    curves = wr.PanelGrid(
+        runsets=[wr.Runset(entity=entity, project=project, name="runs", groupby=["exp_name"])],
+        panels=[
+            wr.LinePlot(title="episodic return", x="global_step", y=["charts/episodic_return"],
+                        groupby_aggfunc="mean", groupby_rangefunc="stderr", smoothing_factor=0.9),
+        ],
+    )  # fmt: skip
+    return wr.Report(
+        entity=entity,
+        project=project,
+        title="PPO results",
+        description="Written by scripts/report.py",
+        blocks=[
+            wr.MarkdownBlock(text=text),
+            wr.P(["Plots, the runs table and report.md: ", wr.Link("report run", report_run_url)]),
+            curves,
+        ],
     )
-    run.finish()
 
 
 def read_random_scores(path: str) -> dict[str, float]:

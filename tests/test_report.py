@@ -152,3 +152,37 @@ def test_wandb_publishes_the_report_as_an_offline_run(tmp_path):
     )  # interval estimates, performance profile
     assert len(list((media / "table").rglob("*.json"))) == 1
     assert (run / "files" / "report.md").read_text() == (out / "report.md").read_text()
+    assert "the W&B Report needs the online service" in result.stdout
+
+
+def test_wandb_report_holds_the_markdown_and_live_curves():
+    markdown = "# PPO report\n\n## Table 1\n\n| setting | score |\n|---|---|\n| clip 0.2 | 0.82 |\n\n## Plots\n\n![curves](curves.png)\n"
+    built = report.wandb_report(
+        markdown, "team", "ppo-pipeline", "https://wandb.ai/team/ppo-pipeline/runs/abc"
+    )
+    text, link, grid = built.blocks
+    assert built.entity == "team" and built.project == "ppo-pipeline"
+    assert (
+        "| clip 0.2 | 0.82 |" in text.text and "curves.png" not in text.text
+    )  # local images dropped
+    assert link.text[1].url.endswith("/runs/abc")
+    (runset,) = grid.runsets
+    assert (runset.project, runset.groupby) == ("ppo-pipeline", ["exp_name"])
+    (plot,) = grid.panels
+    assert (plot.x, plot.y) == ("global_step", ["charts/episodic_return"])
+
+
+def test_a_wandb_failure_leaves_the_report_written(tmp_path, monkeypatch, capsys):
+    write_runs(tmp_path / "runs", [rec("BreakoutNoFrameskip-v4", "x", s, 10.0 + s) for s in (1, 2)])
+    out = tmp_path / "out"
+    args = report.Args(
+        runs_dir=str(tmp_path / "runs"), out=str(out), bootstrap_reps=100, wandb=True
+    )
+
+    def broken_init(*_, **__):
+        raise RuntimeError("no service")
+
+    monkeypatch.setattr("wandb.init", broken_init)
+    report.main(args)  # returns normally
+    assert "## " in (out / "report.md").read_text()
+    assert "warning: publishing to W&B failed (RuntimeError: no service)" in capsys.readouterr().out
