@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import random
 import signal
+import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,16 @@ class Checkpoint:
     args: Any
     run_name: str
     data: dict[str, Any] = field(repr=False)
+    file: Path | None = None
+
+    def run_dir(self, runs_dir: str) -> Path:
+        """Where a resumed run goes on: the run folder holding this checkpoint, even if it moved.
+
+        A checkpoint file taken out of its ``checkpoints/`` folder continues in ``runs_dir``.
+        """
+        if self.file is not None and self.file.parent.name == "checkpoints":
+            return self.file.parent.parent
+        return Path(runs_dir) / self.run_name
 
 
 def checkpoint_file(path: str | Path) -> Path:
@@ -89,18 +100,32 @@ def load_checkpoint(
         )
     saved = dict(data["args"])
     if args is None:
-        return Checkpoint(args=saved, run_name=data["run_name"], data=data)
-    merged = _merge_resume_args(args, saved, flag)
-    return Checkpoint(args=type(args)(**merged), run_name=data["run_name"], data=data)
+        return Checkpoint(args=saved, run_name=data["run_name"], data=data, file=file)
+    merged = _merge_resume_args(args, saved, flag, flags_on_command_line(sys.argv[1:]))
+    return Checkpoint(args=type(args)(**merged), run_name=data["run_name"], data=data, file=file)
 
 
-def _merge_resume_args(args: Any, saved: dict[str, Any], flag: str) -> dict[str, Any]:
+def flags_on_command_line(argv: list[str]) -> set[str]:
+    """The field names of the flags in ``argv``: ``--env-id X``, ``--env-id=X``, ``--no-anneal-lr``."""
+    names = set()
+    for token in argv:
+        if token.startswith("--"):
+            name = token[2:].split("=", 1)[0].replace("-", "_")
+            names |= {name, name.removeprefix("no_")}
+    return names
+
+
+def _merge_resume_args(
+    args: Any, saved: dict[str, Any], flag: str, on_command_line: set[str]
+) -> dict[str, Any]:
     defaults = type(args)()
     merged = dict(saved)
     for f in fields(args):
         given = getattr(args, f.name)
-        if given == getattr(defaults, f.name) or f.name not in saved:
-            continue  # not given on the command line: keep the saved value
+        if f.name not in saved:
+            continue
+        if f.name not in on_command_line and given == getattr(defaults, f.name):
+            continue  # not given (a direct call passes changed fields): keep the saved value
         if f.name in RESUMABLE_FLAGS:
             merged[f.name] = given
         elif _plain(given) != saved[f.name]:

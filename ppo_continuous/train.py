@@ -212,7 +212,7 @@ def main(args: Args) -> None:
     if warm_start is not None:
         check_init_from(warm_start, "ppo_continuous", args.env_id)
     run_name = state.run_name if state else default_run_name(args.env_id, args.exp_name, args.seed)
-    run_dir = f"{args.runs_dir}/{run_name}"
+    run_dir = str(state.run_dir(args.runs_dir)) if state else f"{args.runs_dir}/{run_name}"
     torch.set_num_threads(args.torch_threads)
     seed_everything(args.seed, args.torch_deterministic)
     device = pick_device(args.cuda)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +15,7 @@ import pytest
 import torch
 from conftest import REPO, assert_usage_error, only_run_dir, run_trainer, scalars, summary
 
-from common.checkpoint import Checkpoint, RunState, Saver, load_checkpoint
+from common.checkpoint import Checkpoint, RunState, Saver, flags_on_command_line, load_checkpoint
 from common.episodes import EpisodeLog
 from common.losses import linear_anneal
 
@@ -286,6 +288,41 @@ def test_resume_refuses_a_changed_experiment(pendulum_run, tmp_path):
         "ppo_continuous", "--resume", str(pendulum_run), "--env-id", "Hopper-v5", cwd=tmp_path
     )
     assert_usage_error(result, "--env-id")
+    # A flag set to its default value is still a change when the run was saved with another value.
+    result = run_trainer(
+        "ppo_continuous", "--resume", str(pendulum_run), "--env-id", "HalfCheetah-v5", cwd=tmp_path
+    )
+    assert_usage_error(result, "--env-id")
+
+
+def test_flags_on_command_line():
+    argv = [
+        "--resume",
+        "runs/x",
+        "--env-id=Hopper-v5",
+        "--no-anneal-lr",
+        "--wandb-tags",
+        "a",
+        "b",
+        "3",
+    ]
+    assert flags_on_command_line(argv) == {
+        "resume",
+        "env_id",
+        "anneal_lr",
+        "no_anneal_lr",
+        "wandb_tags",
+    }
+
+
+def test_resume_continues_in_the_checkpoints_own_run_folder(pendulum_run, tmp_path):
+    moved = tmp_path / "elsewhere" / pendulum_run.name
+    shutil.copytree(pendulum_run, moved)
+    result = run_trainer("ppo_continuous", "--resume", str(moved), "--total-timesteps", str(2 * BATCH),
+                         "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not (tmp_path / "runs").exists()
+    assert json.loads((moved / "summary.json").read_text())["global_step"] == 2 * BATCH
 
 
 def test_init_from_needs_the_same_env(pendulum_run, tmp_path):
