@@ -14,6 +14,9 @@ way for both, so a lost life ends the value target's episode while the game itse
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -134,10 +137,26 @@ def _gymnasium_vector_env(
 
         return thunk
 
-    vector_cls = gym.vector.AsyncVectorEnv if use_async else gym.vector.SyncVectorEnv
-    return vector_cls(
-        [make_one(i) for i in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP
-    )
+    thunks = [make_one(i) for i in range(num_envs)]
+    if not use_async:
+        return gym.vector.SyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP)
+    with signals_ignored(signal.SIGINT, signal.SIGTERM):
+        return gym.vector.AsyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+@contextlib.contextmanager
+def signals_ignored(*signums: int) -> Iterator[None]:
+    """Processes started inside ignore these signals (children inherit SIG_IGN).
+
+    A terminal's Ctrl-C and a cluster's SIGTERM reach the whole process group; env workers must
+    leave them to the trainer, which saves a checkpoint after the iteration and then closes them.
+    """
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class RecordEnvZero(gym.vector.VectorWrapper):

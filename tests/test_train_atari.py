@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
-from conftest import assert_usage_error, only_run_dir, run_trainer, scalars, summary
+import torch
+from conftest import REPO, assert_usage_error, only_run_dir, run_trainer, scalars, summary
 
 SMALL = ["--num-envs", "4", "--num-steps", "64", "--num-minibatches", "2", "--update-epochs", "2",
          "--total-timesteps", "512"]  # fmt: skip
@@ -62,3 +68,35 @@ def test_bad_input_is_one_line_exit_2_before_any_work(flags, flag, runs_dir, tmp
     )
     assert_usage_error(result, flag)
     assert list(runs_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_to_the_process_group_saves_with_async_env_workers(signum, runs_dir, tmp_path):
+    """A terminal's Ctrl-C and a cluster's SIGTERM reach every process of the group, env workers too.
+
+    The workers must leave the signal to the trainer, which saves after the iteration and exits 0.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "ppo_atari" / "train.py"), "--env-backend", "gymnasium",
+         "--async-envs", "--num-envs", "2", "--num-steps", "32", "--num-minibatches", "2",
+         "--update-epochs", "1", "--total-timesteps", "1000000", "--save-every", "1000",
+         "--runs-dir", str(runs_dir)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, env={**os.environ, "WANDB_MODE": "offline"},
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while not list(runs_dir.glob("*/events.out.tfevents.*")):
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
+            time.sleep(0.1)
+        time.sleep(3)  # some iterations in
+        os.killpg(proc.pid, signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err[-3000:]
+    assert "--resume" in out
+    run_dir = only_run_dir(runs_dir)
+    saved = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)
+    assert saved["run"]["global_step"] == summary(run_dir)["global_step"] > 0
