@@ -187,18 +187,20 @@ class Progress:
 
 
 class VideoUploader:
-    """Finds the mp4 files gymnasium's RecordVideo has finished since the last call."""
+    """Uploads each mp4 that gymnasium's RecordVideo (or RecordEnvZero) has finished, once."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, tracker: Tracker) -> None:
         self.folder = Path(folder)
+        self.tracker = tracker
         self.seen: set[Path] = set()
 
-    def new_files(self) -> list[Path]:
+    def upload_new(self, step: int) -> None:
+        """Call after env steps and once more after ``envs.close()``, which writes the last video."""
         if not self.folder.is_dir():
-            return []
-        found = sorted(p for p in self.folder.glob("*.mp4") if p not in self.seen)
-        self.seen.update(found)
-        return found
+            return
+        for path in sorted(p for p in self.folder.glob("*.mp4") if p not in self.seen):
+            self.seen.add(path)
+            self.tracker.log_video(path, step)
 
 
 def wandb_settings_from(args: Any, resume_id: str | None = None) -> WandbSettings | None:

@@ -231,7 +231,7 @@ def main(args: Args) -> None:
     saver.restore(state or warm_start, weights_only=state is None)
     tracker = Tracker(run_dir, run_name, asdict(args), wandb_settings_from(args, run.wandb_run_id))
     run.wandb_run_id = tracker.wandb_run_id
-    videos = VideoUploader(f"videos/{run_name}")
+    videos = VideoUploader(f"videos/{run_name}", tracker)
     progress = Progress(num_iterations * batch_size, initial=run.global_step)
 
     # Rollout storage: (T, N, ...) tensors reused every iteration.
@@ -342,8 +342,7 @@ def main(args: Args) -> None:
                 "losses/kl_beta": run.kl_beta,
             }, run.global_step)  # fmt: skip
             progress.update(run.global_step, sps, run.episodes.latest_return)
-            for path in videos.new_files():
-                tracker.log_video(path, run.global_step)
+            videos.upload_new(run.global_step)
             run.iteration = iteration
             run.wall_time = wall_before + time.time() - session_start
             if saver.after_iteration(iteration, final=iteration == num_iterations):
@@ -358,8 +357,11 @@ def main(args: Args) -> None:
         saver.write_summary(summary)
         tracker.set_summary(summary)
         progress.close()
-        tracker.close()
-        envs.close()
+        try:
+            envs.close()  # RecordVideo writes the episode it is still recording
+            videos.upload_new(run.global_step)
+        finally:
+            tracker.close()
 
 
 if __name__ == "__main__":

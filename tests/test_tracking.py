@@ -146,11 +146,18 @@ def mp4_frames(path: Path) -> int:
     return sum(1 for _ in iio.imiter(path))
 
 
+def assert_every_video_uploaded(run_dir: Path, videos: list[Path]) -> None:
+    """Each local mp4, the last one written when the envs close included, is a W&B video too."""
+    (offline,) = (run_dir / "wandb").glob("offline-run-*")
+    uploaded = list((offline / "files" / "media" / "videos").rglob("*.mp4"))
+    assert len(uploaded) == len(videos), (uploaded, videos)
+
+
 @pytest.mark.parametrize("backend", ["ale_vector", "gymnasium"])
 def test_capture_video_atari(backend, runs_dir, tmp_path):
     # Breakout games of a random agent last ~150-250 steps; 2 envs x 256 steps finish at least one.
     result = run_trainer(
-        "ppo_atari", "--env-backend", backend, "--capture-video", "--num-envs", "2", "--num-steps", "256",
+        "ppo_atari", "--env-backend", backend, "--capture-video", "--track", "--num-envs", "2", "--num-steps", "256",
         "--num-minibatches", "2", "--update-epochs", "1", "--total-timesteps", "1024",
         "--runs-dir", str(runs_dir), cwd=tmp_path,
     )  # fmt: skip
@@ -158,11 +165,14 @@ def test_capture_video_atari(backend, runs_dir, tmp_path):
     videos = sorted((tmp_path / "videos" / only_run_dir(runs_dir).name).glob("*.mp4"))
     assert videos, list((tmp_path / "videos").rglob("*"))
     assert mp4_frames(videos[0]) > 10
+    assert_every_video_uploaded(only_run_dir(runs_dir), videos)
 
 
 def test_capture_video_mujoco(runs_dir, tmp_path):
+    # HalfCheetah's episodes last 1,000 steps: the run ends mid-episode, so its one video is written
+    # when the envs close, after the training loop, and must still be uploaded.
     result = run_trainer(
-        "ppo_continuous", "--env-id", "InvertedPendulum-v5", "--capture-video", "--num-steps", "256",
+        "ppo_continuous", "--env-id", "HalfCheetah-v5", "--capture-video", "--track", "--num-steps", "256",
         "--num-minibatches", "4", "--update-epochs", "1", "--total-timesteps", "256",
         "--runs-dir", str(runs_dir), cwd=tmp_path,
     )  # fmt: skip
@@ -170,3 +180,4 @@ def test_capture_video_mujoco(runs_dir, tmp_path):
     videos = sorted((tmp_path / "videos" / only_run_dir(runs_dir).name).glob("*.mp4"))
     assert videos, list((tmp_path / "videos").rglob("*"))
     assert mp4_frames(videos[0]) > 3
+    assert_every_video_uploaded(only_run_dir(runs_dir), videos)
