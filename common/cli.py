@@ -95,7 +95,7 @@ def require_choice(name: str, value: str, allowed: Iterable[str]) -> None:
     raise UsageError(flag(name), f"unknown value {value!r}{hint}; allowed: {', '.join(allowed)}")
 
 
-def require_registered_env(env_id: str) -> None:
+def require_registered_env(env_id: str, flag: str = "--env-id") -> None:
     """The env id must be registered with gymnasium (ale-py and MuJoCo ids register on import)."""
     import gymnasium as gym
 
@@ -103,7 +103,7 @@ def require_registered_env(env_id: str) -> None:
         return
     close = difflib.get_close_matches(env_id, list(gym.registry), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise UsageError("--env-id", f"{env_id!r} is not a registered gymnasium environment{hint}")
+    raise UsageError(flag, f"{env_id!r} is not a registered gymnasium environment{hint}")
 
 
 def flag(name: str) -> str:

@@ -296,7 +296,7 @@ def validate(args: Args, all_presets: dict[str, Preset]) -> Preset:
         for variant in args.variants:
             require_choice("variants", variant, preset.variants)
         for env_id in args.env_ids:
-            require_registered_env(env_id)
+            require_registered_env(env_id, flag="--env-ids")
         if args.workers < 1:
             raise UsageError("--workers", f"must be at least 1, got {args.workers}")
     except UsageError as err:

@@ -190,6 +190,8 @@ def score_matrix(records: list[dict], metric: str) -> tuple[np.ndarray, list[str
         if hns is not None:
             by_game[game_name(r["env_id"])].append(hns)
     games = sorted(by_game)
+    if not games:  # e.g. runs too short to finish an episode
+        return np.empty((0, 0)), []
     runs = min(len(v) for v in by_game.values())
     return np.array([[by_game[g][i] for g in games] for i in range(runs)]), games
 
@@ -335,7 +337,7 @@ def atari_section(records: list[dict], args: Args, out: Path) -> tuple[list[str]
                   "### Table 6: per game (ours: mean over seeds; paper: A2C, ACER, PPO, last 100 episodes, 10M steps)", "",
                   "| game | ours, all training | ours, last 100 | paper A2C | paper ACER | paper PPO | ours, human-normalised (last 100) |",
                   "|---|---|---|---|---|---|---|"]  # fmt: skip
-        for game in sorted(set(last) | set(whole)):
+        for game in sorted({game_name(r["env_id"]) for r in mine}):  # n/a: no finished episode
             p = paper.get(game, {})
             hns = human_normalized(last[game], game) if game in last else None
             lines.append(f"| {game} | {fmt(whole.get(game), 1)} | {fmt(last.get(game), 1)} | {fmt(p.get('a2c'), 1)} | "
@@ -350,8 +352,9 @@ def atari_section(records: list[dict], args: Args, out: Path) -> tuple[list[str]
                   "recounted with our runs; our per-game all-training values are in the table above. "
                   f"Games counted: {sum(won[k] for k in ('a2c', 'acer', 'ppo', 'tie'))}; without results: "
                   f"{', '.join(won['missing']) or 'none'}.", ""]  # fmt: skip
-        matrix, _ = score_matrix(mine, "mean_return_last_100")
-        scores_for_rliable[f"PPO ours ({variant})"] = matrix
+        matrix, games = score_matrix(mine, "mean_return_last_100")
+        if games:
+            scores_for_rliable[f"PPO ours ({variant})"] = matrix
     if scores_for_rliable:
         our_games = sorted(
             {

@@ -123,7 +123,7 @@ def test_failed_runs_are_reported_and_counted(tmp_path):
     [
         (["--preset", "paper-table2"], "--preset"),
         (["--preset", "smoke", "--variants", "clip_0.5"], "--variants"),
-        (["--preset", "smoke", "--env-ids", "Hopper-v9"], "--env-id"),
+        (["--preset", "smoke", "--env-ids", "Hopper-v9"], "--env-ids"),
     ],
 )
 def test_bad_input_is_a_clear_error(flags, flag, tmp_path):

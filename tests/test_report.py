@@ -186,3 +186,11 @@ def test_a_wandb_failure_leaves_the_report_written(tmp_path, monkeypatch, capsys
     report.main(args)  # returns normally
     assert "## " in (out / "report.md").read_text()
     assert "warning: publishing to W&B failed (RuntimeError: no service)" in capsys.readouterr().out
+
+
+def test_runs_without_a_finished_episode_are_reported_not_a_crash(tmp_path):
+    records = [rec("BreakoutNoFrameskip-v4", "x", s, None) for s in (1, 2)]
+    write_runs(tmp_path / "runs", records)
+    result = run_report("--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| Breakout | n/a | n/a |" in (tmp_path / "out" / "report.md").read_text()
