@@ -67,9 +67,16 @@ start_munge() {
   chmod 400 /etc/munge/munge.key
   mkdir -p /run/munge /var/log/munge /var/lib/munge
   chown munge:munge /run/munge /var/log/munge /var/lib/munge 2>/dev/null || true
+  local before pid
+  before=" $(pgrep -d ' ' -x munged || true) "
   munged --force --pid-file="$DIR/munged.pid" 2>/dev/null || munged --force
-  [ -f "$DIR/munged.pid" ] || pgrep -n munged >"$DIR/munged.pid"
-  touch "$DIR/munged.started-here"
+  if [ ! -s "$DIR/munged.pid" ]; then
+    # A munged without --pid-file: ours is the munged that was not running before.
+    for pid in $(pgrep -x munged); do
+      case "$before" in *" $pid "*) ;; *) echo "$pid" >"$DIR/munged.pid" ;; esac
+    done
+  fi
+  if [ -s "$DIR/munged.pid" ]; then touch "$DIR/munged.started-here"; fi
 }
 
 start() {
