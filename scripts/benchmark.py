@@ -77,10 +77,11 @@ class Preset:
 def presets() -> dict[str, Preset]:
     table1 = {name: flags for name, (flags, _) in TABLE1_VARIANTS.items()}
     return {
-        "paper-table1": Preset("ppo_continuous", MUJOCO_TABLE1, (1, 2, 3), table1, ["--total-timesteps", "1000000"]),
+        "paper-table1": Preset("ppo_continuous", MUJOCO_TABLE1, (1, 2, 3), table1,
+                               ["--total-timesteps", "1000000", "--no-clip-vloss"]),
         "paper-atari49": Preset(
             "ppo_atari", atari49_ids(), (1, 2, 3),
-            {"ppo_table5": ["--update-epochs", "3", "--vf-coef", "2", "--anneal-clip"]},
+            {"ppo_table5": ["--update-epochs", "3", "--vf-coef", "2", "--anneal-clip", "--no-clip-vloss"]},
             ["--total-timesteps", "10000000"],
         ),
         "smoke": Preset(

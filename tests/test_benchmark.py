@@ -31,7 +31,7 @@ def test_dry_run_paper_table1(tmp_path):
     assert len(lines) == 7 * 11 * 3  # 7 MuJoCo tasks x 11 settings x 3 seeds
     assert all(line.startswith("[new]") and "ppo_continuous/train.py" in line for line in lines)
     expected = (f"--env-id Hopper-v5 --seed 2 --exp-name adaptive_kl_0.01 --runs-dir {tmp_path / 'runs'} "
-                "--total-timesteps 1000000 --objective adaptive_kl --kl-target 0.01")  # fmt: skip
+                "--total-timesteps 1000000 --no-clip-vloss --objective adaptive_kl --kl-target 0.01")  # fmt: skip
     assert any(line.endswith(expected) for line in lines), lines[:3]
     for env in [
         "HalfCheetah",
@@ -56,7 +56,9 @@ def test_dry_run_paper_atari49_with_tracking(tmp_path):
     assert all(
         "ppo_atari/train.py" in line and "--total-timesteps 10000000" in line for line in lines
     )
-    assert all("--update-epochs 3 --vf-coef 2 --anneal-clip" in line for line in lines)  # Table 5
+    assert all(
+        "--update-epochs 3 --vf-coef 2 --anneal-clip --no-clip-vloss" in line for line in lines
+    )  # Table 5
     assert all("--track --wandb-project-name p --wandb-group ppo_table5" in line for line in lines)
     assert any("--env-id MontezumaRevengeNoFrameskip-v4 --seed 3 " in line for line in lines)
 
