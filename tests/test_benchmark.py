@@ -81,6 +81,18 @@ def test_smoke_sweep_runs_then_skips_everything(tmp_path):
     assert "4 runs: 4 finished, 0 to resume, 0 new" in second.stdout
     assert run_dirs(runs) == dirs
 
+    # The report reads the sweep's summaries and event files: Table 1 and a learning curve per env.
+    out = tmp_path / "report"
+    report = subprocess.run([sys.executable, str(REPO / "scripts" / "report.py"), "--runs-dir", str(runs),
+                             "--out", str(out)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert report.returncode == 0, report.stderr[-3000:]
+    text = (out / "report.md").read_text()
+    # One setting is the best of itself on every env: normalised score 1.00 over 4 runs.
+    assert "| Clipping, epsilon = 0.2 | 1.00 | 4 | 0.82 |" in text
+    for env in ("Pendulum-v1", "InvertedPendulum-v5"):
+        assert (out / f"curve_{env}.png").stat().st_size > 5000
+        assert f"![curve_{env}](curve_{env}.png)" in text
+
 
 def test_killed_run_is_resumed_on_relaunch(tmp_path):
     runs = tmp_path / "runs"
