@@ -58,7 +58,13 @@ class Tracker:
         self.wandb_run = None
         if wandb_settings is not None:
             self.wandb_run = self._guard(self._start_wandb, run_name, config, wandb_settings)
-        self.writer = SummaryWriter(str(self.run_dir))
+        try:
+            self.writer = SummaryWriter(str(self.run_dir))
+        except Exception as err:  # noqa: BLE001 - W&B's sync_tensorboard hook runs in here
+            if self.wandb_run is None:
+                raise
+            self._drop_wandb(err)  # unpatches TensorBoard, so the writer opens without W&B
+            self.writer = SummaryWriter(str(self.run_dir))
         rows = "\n".join(f"|{key}|{value}|" for key, value in config.items())
         self.writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{rows}")
 

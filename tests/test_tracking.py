@@ -117,8 +117,10 @@ def run_with_injected_failure(
     [
         "wandb.init = boom",  # at init
         "wandb_run.Run.log = boom; wandb_run.Run.finish = boom",  # at log and finish time
+        # sync_tensorboard's hook, called when the TensorBoard writer opens its event file
+        "import wandb.integration.tensorboard.monkeypatch as tb; tb._notify_tensorboard_logdir = boom",
     ],
-    ids=["init", "log"],
+    ids=["init", "log", "tensorboard_sync"],
 )
 def test_wandb_failure_leaves_the_run_intact(patch, runs_dir, tmp_path):
     flags = [
