@@ -67,7 +67,8 @@ def test_resume_after_sigkill_continues_exactly_from_the_checkpoint(runs_dir, tm
     """
     total_iterations = 8
     proc = start_trainer(
-        *PENDULUM, "--objective", "adaptive_kl", "--save-every", "2", "--keep-checkpoints", "0",
+        # A KL target no update can meet doubles beta every iteration (section 4): 1, 2, 4, ...
+        *PENDULUM, "--objective", "adaptive_kl", "--kl-target", "1e-9", "--save-every", "2", "--keep-checkpoints", "0",
         "--total-timesteps", str(total_iterations * BATCH), "--runs-dir", str(runs_dir), cwd=tmp_path,
     )  # fmt: skip
     try:
@@ -113,9 +114,11 @@ def test_resume_after_sigkill_continues_exactly_from_the_checkpoint(runs_dir, tm
         linear_anneal(3e-4, i, total_iterations) for i in range(k + 1, total_iterations + 1)
     ]
     assert lrs == pytest.approx(expected)
-    # Adaptive beta continued from the saved value: after one update it is halved, kept or doubled.
-    first_beta = logged["losses/kl_beta"][0][1]
-    assert first_beta / saved["run"]["kl_beta"] in (0.5, 1.0, 2.0)
+    # Adaptive beta continued from the saved value (a reset would start again from 1).
+    assert saved["run"]["kl_beta"] == 2.0**k
+    assert [beta for _, beta in logged["losses/kl_beta"]] == [
+        2.0**i for i in range(k + 1, total_iterations + 1)
+    ]
 
 
 def scalars_of_file(event_file: Path) -> dict:
