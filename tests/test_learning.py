@@ -54,10 +54,11 @@ def evaluate(run_dir: Path, out: Path, *flags: str) -> dict:
 @pytest.mark.parametrize("mode", ["sampled", "deterministic"])
 def test_evaluate_reproduces_the_training_return(mode, inverted_pendulum_run, tmp_path):
     # The saved observation statistics are loaded and frozen; without them (CleanRL's known bug)
-    # the policy sees differently scaled inputs. Tolerance: within 20% of the mean of the last
-    # 10 training episodes (training reached the 1000 cap; random play scores about 10).
+    # the policy sees differently scaled inputs. Tolerance: within 20% either way of the mean of
+    # the last 10 training episodes (training reached the 1000 cap; random play scores about 10).
+    # InvertedPendulum rather than Pendulum-v1: the one a short run reliably learns, in CI time.
     flags = ["--deterministic"] if mode == "deterministic" else []
     result = evaluate(inverted_pendulum_run, tmp_path / "eval.json", *flags)
     last_10 = sum(training_returns(inverted_pendulum_run)[-10:]) / 10
     assert result["episodes"] == len(result["returns"]) == 5
-    assert result["mean_return"] >= 0.8 * last_10, (result, last_10)
+    assert abs(result["mean_return"] - last_10) <= 0.2 * last_10, (result, last_10)
