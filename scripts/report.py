@@ -488,7 +488,7 @@ def wandb_report(markdown: str, entity: str, project: str, report_run_url: str):
     """The report as a W&B Report (wandb-workspaces); built offline, ``.save()`` needs the service.
 
     The Markdown without its local image links (the plots live in the report run), then the
-    projects' learning curves grouped by experiment, which stay live as runs are added.
+    project's learning curves grouped by experiment, which stay live as runs are added.
     """
     import wandb_workspaces.reports.v2 as wr
 
