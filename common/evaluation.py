@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import tyro
+
+if TYPE_CHECKING:
+    from common.checkpoint import Checkpoint
 
 
 @dataclass
@@ -29,11 +32,12 @@ class EvalArgs:
     """use CUDA when it is available"""
 
 
-def report(returns: list[float], args: EvalArgs, checkpoint_file: Path, run_name: str) -> dict:
-    """Print mean +- std and write the JSON result; returns it."""
+def report(returns: list[float], args: EvalArgs, ckpt: Checkpoint) -> dict:
+    """Print mean +- std of the first ``args.episodes`` returns and write them as JSON; returns it."""
+    returns = returns[: args.episodes]
     result = {
-        "checkpoint": str(checkpoint_file),
-        "run_name": run_name,
+        "checkpoint": str(ckpt.file),
+        "run_name": ckpt.run_name,
         "episodes": len(returns),
         "deterministic": args.deterministic,
         "seed": args.seed,
@@ -41,11 +45,11 @@ def report(returns: list[float], args: EvalArgs, checkpoint_file: Path, run_name
         "std_return": float(np.std(returns)),
         "returns": [float(r) for r in returns],
     }
-    out = Path(args.out) if args.out else checkpoint_file.parent.parent / "eval.json"
+    out = Path(args.out) if args.out else ckpt.file.parent.parent / "eval.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     mode = "deterministic" if args.deterministic else "sampled"
     print(
-        f"{run_name}: {result['mean_return']:.2f} +- {result['std_return']:.2f} over {len(returns)} episodes ({mode}); wrote {out}"
+        f"{ckpt.run_name}: {result['mean_return']:.2f} +- {result['std_return']:.2f} over {len(returns)} episodes ({mode}); wrote {out}"
     )
     return result

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from common.checkpoint import checkpoint_file, load_checkpoint
+from common.checkpoint import load_checkpoint
 from common.cli import exit_usage, parse_args
 from common.distributions import sample_categorical
 from common.evaluation import EvalArgs, report
@@ -43,12 +43,7 @@ def evaluate(eval_args: EvalArgs) -> dict:
         _, _, finished = games.step(reward, terminated, truncated, info)
         returns.extend(float(game_return) for _, game_return, _ in finished)
     envs.close()
-    return report(
-        returns[: eval_args.episodes],
-        eval_args,
-        checkpoint_file(eval_args.checkpoint),
-        ckpt.run_name,
-    )
+    return report(returns, eval_args, ckpt)
 
 
 if __name__ == "__main__":

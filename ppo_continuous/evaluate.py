@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from common.checkpoint import checkpoint_file, load_checkpoint, restore_normalizers
+from common.checkpoint import load_checkpoint, restore_normalizers
 from common.cli import exit_usage, parse_args
 from common.evaluation import EvalArgs, report
 from common.runtime import pick_device
@@ -46,12 +46,7 @@ def evaluate(eval_args: EvalArgs) -> dict:
                 float(r) for r in info["final_info"]["episode"]["r"][info["final_info"]["_episode"]]
             )
     envs.close()
-    return report(
-        returns[: eval_args.episodes],
-        eval_args,
-        checkpoint_file(eval_args.checkpoint),
-        ckpt.run_name,
-    )
+    return report(returns, eval_args, ckpt)
 
 
 if __name__ == "__main__":
