@@ -13,6 +13,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pendulum_flags(update_epochs: int) -> list[str]:
+    """A small continuous run: Pendulum-v1, 256 steps per iteration in 4 minibatches."""
+    return ["--env-id", "Pendulum-v1", "--num-steps", "256", "--num-minibatches", "4",
+            "--update-epochs", str(update_epochs)]  # fmt: skip
+
+
 def run_trainer(
     trainer: str,
     *flags: str,

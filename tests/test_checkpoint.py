@@ -13,22 +13,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, assert_usage_error, only_run_dir, run_trainer, scalars, summary
+from conftest import (
+    REPO,
+    assert_usage_error,
+    only_run_dir,
+    pendulum_flags,
+    run_trainer,
+    scalars,
+    summary,
+)
 
 from common.checkpoint import Checkpoint, RunState, Saver, flags_on_command_line, load_checkpoint
 from common.episodes import EpisodeLog
 from common.losses import linear_anneal
 
-PENDULUM = [
-    "--env-id",
-    "Pendulum-v1",
-    "--num-steps",
-    "256",
-    "--num-minibatches",
-    "4",
-    "--update-epochs",
-    "2",
-]
+PENDULUM = pendulum_flags(update_epochs=2)
 BATCH = 256
 UPDATES_PER_ITERATION = 2 * 4
 

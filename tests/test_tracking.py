@@ -10,18 +10,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import REPO, only_run_dir, run_trainer, scalars, summary
+from conftest import REPO, only_run_dir, pendulum_flags, run_trainer, scalars, summary
 
-PENDULUM = [
-    "--env-id",
-    "Pendulum-v1",
-    "--num-steps",
-    "256",
-    "--num-minibatches",
-    "4",
-    "--update-epochs",
-    "1",
-]
+PENDULUM = pendulum_flags(update_epochs=1)
 
 
 def read_wandb_records(path: Path):
@@ -148,8 +139,14 @@ def mp4_frames(path: Path) -> int:
     return sum(1 for _ in iio.imiter(path))
 
 
-def assert_every_video_uploaded(run_dir: Path, videos: list[Path]) -> None:
-    """Each local mp4, the last one written when the envs close included, is a W&B video too."""
+def assert_videos_recorded_and_uploaded(result, runs_dir: Path, cwd: Path, min_frames: int) -> None:
+    """A playable mp4 in videos/{run_name}; each one, the last written when the envs close
+    included, is a W&B video too."""
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(runs_dir)
+    videos = sorted((cwd / "videos" / run_dir.name).glob("*.mp4"))
+    assert videos, list((cwd / "videos").rglob("*"))
+    assert mp4_frames(videos[0]) > min_frames
     (offline,) = (run_dir / "wandb").glob("offline-run-*")
     uploaded = list((offline / "files" / "media" / "videos").rglob("*.mp4"))
     assert len(uploaded) == len(videos), (uploaded, videos)
@@ -163,11 +160,7 @@ def test_capture_video_atari(backend, runs_dir, tmp_path):
         "--num-minibatches", "2", "--update-epochs", "1", "--total-timesteps", "1024",
         "--runs-dir", str(runs_dir), cwd=tmp_path,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    videos = sorted((tmp_path / "videos" / only_run_dir(runs_dir).name).glob("*.mp4"))
-    assert videos, list((tmp_path / "videos").rglob("*"))
-    assert mp4_frames(videos[0]) > 10
-    assert_every_video_uploaded(only_run_dir(runs_dir), videos)
+    assert_videos_recorded_and_uploaded(result, runs_dir, tmp_path, min_frames=10)
 
 
 def test_capture_video_mujoco(runs_dir, tmp_path):
@@ -178,8 +171,4 @@ def test_capture_video_mujoco(runs_dir, tmp_path):
         "--num-minibatches", "4", "--update-epochs", "1", "--total-timesteps", "256",
         "--runs-dir", str(runs_dir), cwd=tmp_path,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    videos = sorted((tmp_path / "videos" / only_run_dir(runs_dir).name).glob("*.mp4"))
-    assert videos, list((tmp_path / "videos").rglob("*"))
-    assert mp4_frames(videos[0]) > 3
-    assert_every_video_uploaded(only_run_dir(runs_dir), videos)
+    assert_videos_recorded_and_uploaded(result, runs_dir, tmp_path, min_frames=3)
