@@ -1,11 +1,14 @@
 """Atari learning benchmark: both backends, same seed, same budget; returns and a learning curve.
 
     python scripts/bench_atari_learning.py                   # Breakout, 1M steps, both backends
-    python scripts/bench_atari_learning.py --total-timesteps 10000000 --seeds 1 2 3
+    python scripts/bench_atari_learning.py --seeds 1 2 3     # do the backends agree within noise?
+    python scripts/bench_atari_learning.py --seeds 1 2 3 --reuse   # after an interruption
 
 Runs ``ppo_atari/train.py`` once per backend and seed, one after another, then prints the mean
 return of the last 100 episodes (whole games, unclipped) per backend beside random play and the
 published references, and draws the learning curves (a 100-episode moving average) to a PNG.
+With two backends and two or more seeds each it also prints the gap between the backends, its
+standard error across seeds and Welch's t-test: that gap is what "agree within noise" is about.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ class BenchArgs:
     """the learning-curve PNG"""
     extra: str = ""
     """more trainer flags, in quotes, e.g. --extra='--precision bf16'"""
+    reuse: bool = False
+    """use a run of the same game that already finished in runs_dir instead of training that backend
+    and seed again (to finish an interrupted benchmark); it must have been run with the same flags"""
 
 
 def human_random(env_id: str) -> tuple[float, float] | None:
@@ -49,8 +55,21 @@ def human_random(env_id: str) -> tuple[float, float] | None:
     return human_random_scores().get(game_name(env_id))
 
 
+def finished_run(runs: Path, env_id: str) -> Path | None:
+    """The newest run folder under ``runs`` whose summary.json says it finished ``env_id``."""
+    done = [
+        path.parent
+        for path in runs.glob("*/summary.json")
+        if (record := json.loads(path.read_text())).get("finished") and record["env_id"] == env_id
+    ]
+    return max(done, key=lambda p: p.stat().st_mtime, default=None)
+
+
 def run_one(backend: str, seed: int, args: BenchArgs) -> Path:
     runs = Path(args.runs_dir) / f"{backend}__seed{seed}"
+    if args.reuse and (done := finished_run(runs, args.env_id)):
+        print(f"reusing {done}", flush=True)
+        return done
     cmd = [
         sys.executable, str(REPO / "ppo_atari" / "train.py"), "--env-id", args.env_id,
         "--env-backend", backend, "--seed", str(seed), "--total-timesteps", str(args.total_timesteps),
@@ -76,6 +95,18 @@ def moving_average(values: np.ndarray, window: int = 100) -> np.ndarray:
     return (cumulative[1:] - cumulative[starts]) / counts
 
 
+def backend_gap(first: list[float], second: list[float]) -> tuple[float, float, float]:
+    """Mean of ``first`` minus mean of ``second`` (one score per seed), the standard error of that
+    difference, and the two-sided p-value of Welch's t-test (unequal variances)."""
+    from scipy import stats
+
+    error = (
+        statistics.variance(first) / len(first) + statistics.variance(second) / len(second)
+    ) ** 0.5
+    p_value = stats.ttest_ind(first, second, equal_var=False).pvalue
+    return statistics.mean(first) - statistics.mean(second), error, float(p_value)
+
+
 def main(args: BenchArgs) -> None:
     import matplotlib
 
@@ -84,19 +115,20 @@ def main(args: BenchArgs) -> None:
 
     results: dict[str, list[dict]] = {}
     fig, ax = plt.subplots(figsize=(7, 4))
-    for backend in args.backends:
+    for colour, backend in enumerate(args.backends):
         for seed in args.seeds:
             run_dir = run_one(backend, seed, args)
             record = json.loads((run_dir / "summary.json").read_text())
             results.setdefault(backend, []).append(record)
             steps, returns = episode_curve(run_dir)
-            ax.plot(steps, moving_average(returns), label=f"{backend}, seed {seed}")
+            label = backend if seed == args.seeds[0] else None  # one legend entry per backend
+            ax.plot(steps, moving_average(returns), color=f"C{colour}", alpha=0.8, label=label)
     ref = human_random(args.env_id)
     if ref:
         ax.axhline(ref[0], color="grey", linestyle=":", label=f"random ({ref[0]})")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("return (100-episode moving average)")
-    ax.set_title(f"PPO on {args.env_id}")
+    ax.set_title(f"PPO on {args.env_id}, seeds {', '.join(map(str, args.seeds))}")
     ax.legend()
     fig.tight_layout()
     fig.savefig(args.plot, dpi=120)
@@ -111,6 +143,12 @@ def main(args: BenchArgs) -> None:
         print(f"{backend:>10}: last 100 episodes {statistics.mean(last):.1f} +- {spread:.1f} "
               f"(n={len(last)}); all training {statistics.mean(r['mean_return_all_training'] for r in records):.1f}; "
               f"SPS {sps:.0f}")  # fmt: skip
+    last_100 = [[r["mean_return_last_100"] for r in records] for records in results.values()]
+    if len(last_100) == 2 and min(len(scores) for scores in last_100) >= 2:
+        gap, error, p_value = backend_gap(*last_100)
+        verdict = "within noise" if p_value >= 0.05 else "NOT within noise"
+        print(f"{' - '.join(results)}: {gap:+.1f} +- {error:.1f} (standard error across seeds); "
+              f"Welch's t-test p = {p_value:.2f}: {verdict} at the 5% level")  # fmt: skip
     print(f"learning curves: {args.plot}")
     with open(REPO / "baselines" / "cleanrl_ppo.csv") as handle:
         for row in csv.DictReader(handle):

@@ -1,0 +1,105 @@
+"""The Atari learning benchmark's own logic: reusing finished runs and the backend-gap statistic.
+
+The benchmark itself trains for hours; these tests feed it run folders written here instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+from bench_atari_learning import backend_gap, finished_run  # noqa: E402
+
+SCRIPT = str(REPO / "scripts" / "bench_atari_learning.py")
+
+
+def fake_run(folder, env_id: str, last_100: float, *, finished: bool = True, mtime: float = 0):
+    """A run folder as ppo_atari/train.py leaves it: summary.json and episodic returns."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    folder.mkdir(parents=True)
+    with SummaryWriter(str(folder)) as writer:
+        for step in range(5):
+            writer.add_scalar("charts/episodic_return", last_100 * step / 4, step * 1000)
+    record = {"env_id": env_id, "finished": finished, "mean_return_last_100": last_100,
+              "mean_return_all_training": last_100 / 2, "sps": 700.0}  # fmt: skip
+    (folder / "summary.json").write_text(json.dumps(record))
+    if mtime:
+        os.utime(folder, (mtime, mtime))
+    return folder
+
+
+def test_backend_gap_is_welchs_test():
+    # Scores 1, 2, 3 against 2, 3, 4: gap -1, standard error sqrt(1/3 + 1/3), Welch's t = -1.2247
+    # on 4 degrees of freedom. Student's t CDF for 4 dof in closed form gives the p-value.
+    gap, error, p_value = backend_gap([1.0, 2.0, 3.0], [2.0, 3.0, 4.0])
+    t = -1 / (2 / 3) ** 0.5
+    u = t * t / (4 + t * t)
+    cdf = 0.5 + 0.375 * abs(t) / (1 + t * t / 4) ** 0.5 * (1 - u / 3)
+    assert gap == pytest.approx(-1.0)
+    assert error == pytest.approx((2 / 3) ** 0.5)
+    assert p_value == pytest.approx(2 * (1 - cdf), rel=1e-6)
+    assert p_value == pytest.approx(0.28787, abs=1e-4)
+
+
+def test_finished_run_takes_the_newest_finished_run_of_the_game(tmp_path):
+    runs = tmp_path / "ale_vector__seed1"
+    old = fake_run(runs / "old", "BreakoutNoFrameskip-v4", 10.0, mtime=1_000)
+    fake_run(
+        runs / "newer_but_unfinished", "BreakoutNoFrameskip-v4", 5.0, finished=False, mtime=3_000
+    )
+    fake_run(runs / "newer_other_game", "PongNoFrameskip-v4", 5.0, mtime=3_000)
+    assert finished_run(runs, "BreakoutNoFrameskip-v4") == old
+    newest = fake_run(runs / "new", "BreakoutNoFrameskip-v4", 12.0, mtime=2_000)
+    assert finished_run(runs, "BreakoutNoFrameskip-v4") == newest
+    assert finished_run(runs, "SpaceInvadersNoFrameskip-v4") is None
+    assert finished_run(tmp_path / "nothing_here", "BreakoutNoFrameskip-v4") is None
+
+
+def test_reuse_reports_finished_runs_without_training(tmp_path):
+    scores = {"ale_vector": [20.0, 18.0, 22.0], "gymnasium": [17.0, 19.0, 15.0]}
+    for backend, per_seed in scores.items():
+        for seed, score in enumerate(per_seed, start=1):
+            fake_run(
+                tmp_path / "runs" / f"{backend}__seed{seed}" / "run",
+                "BreakoutNoFrameskip-v4",
+                score,
+            )
+    # A flag the trainer does not know: any attempt to train instead of reusing fails the script.
+    result = subprocess.run(
+        [sys.executable, SCRIPT, "--seeds", "1", "2", "3", "--reuse", "--runs-dir", str(tmp_path / "runs"),
+         "--plot", str(tmp_path / "curves.png"), "--extra=--no-such-flag"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("reusing ") == 6
+    assert re.search(r"ale_vector: last 100 episodes 20\.0 \+- 2\.0 \(n=3\)", result.stdout)
+    assert re.search(r"gymnasium: last 100 episodes 17\.0 \+- 2\.0 \(n=3\)", result.stdout)
+    gap = re.search(
+        r"ale_vector - gymnasium: \+3\.0 \+- 1\.6 .* p = (\d\.\d\d): (.*) at", result.stdout
+    )
+    assert gap, result.stdout
+    assert float(gap[1]) == pytest.approx(
+        backend_gap(scores["ale_vector"], scores["gymnasium"])[2], abs=0.01
+    )
+    assert gap[2] == "within noise"  # p is about 0.14
+    assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_without_reuse_the_benchmark_trains(tmp_path):
+    fake_run(tmp_path / "runs" / "ale_vector__seed1" / "run", "BreakoutNoFrameskip-v4", 20.0)
+    result = subprocess.run(
+        [sys.executable, SCRIPT, "--backends", "ale_vector", "--runs-dir", str(tmp_path / "runs"),
+         "--plot", str(tmp_path / "curves.png"), "--extra=--no-such-flag"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "reusing" not in result.stdout
+    assert "--no-such-flag" in result.stdout  # the trainer command it tried to run
