@@ -226,13 +226,17 @@ class Saver:
         }  # fmt: skip
 
     def save(self) -> Path:
-        """One file per iteration plus ``latest.pt``, each written atomically; old ones rotated out."""
+        """One file per iteration plus ``latest.pt``, each written atomically; old ones rotated out.
+
+        ``latest.pt`` (what resuming a run folder reads) goes first: once any file of this iteration
+        exists, a kill loses nothing before it, not the interval before as well.
+        """
         buffer = io.BytesIO()
         torch.save(self.state_dict(), buffer)
         blob = buffer.getvalue()
         path = self.folder / f"iter_{self.run.iteration:07d}.pt"
-        atomic_write_bytes(path, blob)
         atomic_write_bytes(self.folder / LATEST, blob)
+        atomic_write_bytes(path, blob)
         for old in sorted(self.folder.glob("iter_*.pt"))[: -self.keep] if self.keep > 0 else []:
             old.unlink(missing_ok=True)
         return path

@@ -76,7 +76,8 @@ def test_resume_after_sigkill_continues_exactly_from_the_checkpoint(runs_dir, tm
     finally:
         proc.wait(timeout=30)
     run_dir = only_run_dir(runs_dir)
-    saved = load_checkpoint(run_dir).data  # latest.pt: iteration 4, or 6 if it got that far
+    # latest.pt is written before iter_N.pt, so it holds iteration 4, or 6 if the run got that far.
+    saved = load_checkpoint(run_dir).data
     k = saved["run"]["iteration"]
     assert k in (4, 6) and saved["run"]["global_step"] == k * BATCH
     assert not (run_dir / "summary.json").exists() or not summary(run_dir)["finished"]
@@ -238,6 +239,31 @@ def test_interrupted_write_leaves_previous_latest_loadable(tmp_path, monkeypatch
     assert latest.read_bytes() == before
     assert load_checkpoint(latest).data["run"]["iteration"] == 1
     assert not list((tmp_path / "checkpoints").glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_kill_between_the_two_writes_still_resumes_the_newest_iteration(tmp_path, monkeypatch):
+    """latest.pt goes first, so a run folder never resumes from the interval before a file of
+    the newest iteration (a SIGKILL racing save() lost two intervals before)."""
+    from ppo_continuous.train import Args
+
+    monkeypatch.setattr(signal, "signal", lambda *a: None)
+    agent, optimizer = _learner(0)
+    run = RunState(kl_beta=1.0, episodes=EpisodeLog(), iteration=1)
+    saver = Saver(tmp_path, "ppo_continuous", Args(), "run", agent, optimizer, run)
+    saver.save()
+
+    run.iteration = 2
+    real_replace = os.replace
+
+    def die_on_numbered_file(src, dst):
+        if Path(dst).name.startswith("iter_"):
+            raise OSError("killed mid-save")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", die_on_numbered_file)
+    with pytest.raises(OSError):
+        saver.save()
+    assert load_checkpoint(tmp_path).data["run"]["iteration"] == 2
 
 
 @pytest.fixture(scope="module")
