@@ -49,6 +49,12 @@ def test_backend_gap_is_welchs_test():
     assert p_value == pytest.approx(0.28787, abs=1e-4)
 
 
+def test_backend_gap_of_constant_samples():
+    # Lives lost per game is the same in every game: no spread, so no t statistic.
+    assert backend_gap([5.0, 5.0, 5.0], [5.0, 5.0]) == (0.0, 0.0, 1.0)
+    assert backend_gap([5.0, 5.0, 5.0], [4.0, 4.0]) == (1.0, 0.0, 0.0)
+
+
 def test_finished_run_takes_the_newest_finished_run_of_the_game(tmp_path):
     runs = tmp_path / "ale_vector__seed1"
     old = fake_run(runs / "old", "BreakoutNoFrameskip-v4", 10.0, mtime=1_000)
