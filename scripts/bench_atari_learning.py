@@ -134,7 +134,8 @@ def main(args: BenchArgs) -> None:
         ax.axhline(ref[0], color="grey", linestyle=":", label=f"random ({ref[0]})")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("return (100-episode moving average)")
-    ax.set_title(f"PPO on {args.env_id}, seeds {', '.join(map(str, args.seeds))}")
+    seeds = "seed" if len(args.seeds) == 1 else "seeds"
+    ax.set_title(f"PPO on {args.env_id}, {seeds} {', '.join(map(str, args.seeds))}")
     ax.legend()
     fig.tight_layout()
     fig.savefig(args.plot, dpi=120)
