@@ -23,6 +23,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
+from common.cli import UsageError
+
 BACKENDS = ("ale_vector", "gymnasium")
 FRAME_SKIP = 4
 NOOP_MAX = 30
@@ -58,6 +60,18 @@ def atari_spec(env_id: str) -> AtariSpec | None:
             kwargs.get("max_num_frames_per_episode", 108_000) or 108_000
         ),
     )
+
+
+def require_atari_id(env_id: str, flag: str = "--env-id") -> AtariSpec:
+    """The id's Atari settings; a UsageError naming ``flag`` if it is not an ale-py Atari id."""
+    spec = atari_spec(env_id)
+    if spec is None:
+        raise UsageError(
+            flag,
+            f"{env_id!r} is not an ale-py Atari id; use <Game>NoFrameskip-v4 or ALE/<Game>-v5, "
+            "e.g. BreakoutNoFrameskip-v4 (continuous control: ppo_continuous/train.py)",
+        )
+    return spec
 
 
 def make_atari_envs(

@@ -21,7 +21,7 @@ from torch import nn
 
 from common.args import RunArgs
 from common.checkpoint import RunState, Saver, check_init_from, load_checkpoint
-from common.cli import UsageError, default_run_name, parse_args, require_divides, require_positive
+from common.cli import default_run_name, parse_args, require_divides, require_positive
 from common.distributions import (
     categorical_entropy,
     categorical_kl,
@@ -35,7 +35,7 @@ from common.objectives import Objective, adapt_kl_beta
 from common.runtime import layer_init, pick_device, seed_everything
 from common.scores import human_normalized_score
 from common.tracking import Progress, Tracker, VideoUploader, wandb_settings_from
-from ppo_atari.envs import GameTracker, atari_spec, make_atari_envs
+from ppo_atari.envs import GameTracker, atari_spec, make_atari_envs, require_atari_id
 
 
 @dataclass
@@ -110,12 +110,8 @@ def validate(args: Args) -> None:
         learning_rate=args.learning_rate,
     )  # fmt: skip
     require_divides(args.num_envs * args.num_steps, args.num_minibatches)
-    if args.resume is None and atari_spec(args.env_id) is None:
-        raise UsageError(
-            "--env-id",
-            f"{args.env_id!r} is not an ale-py Atari id; use <Game>NoFrameskip-v4 or ALE/<Game>-v5, "
-            "e.g. BreakoutNoFrameskip-v4 (continuous control: ppo_continuous/train.py)",
-        )
+    if args.resume is None:
+        require_atari_id(args.env_id)
 
 
 class Agent(nn.Module):

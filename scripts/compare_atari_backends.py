@@ -27,7 +27,13 @@ sys.path.insert(0, str(REPO))
 from bench_atari_learning import backend_gap, human_random  # noqa: E402
 
 from common.cli import UsageError, parse_args, require_choice, require_positive  # noqa: E402
-from ppo_atari.envs import BACKENDS, GameTracker, atari_spec, make_atari_envs  # noqa: E402
+from ppo_atari.envs import (  # noqa: E402
+    BACKENDS,
+    GameTracker,
+    atari_spec,
+    make_atari_envs,
+    require_atari_id,
+)
 
 MEASURES = ("score", "length", "lives_lost")
 
@@ -74,17 +80,14 @@ def play_random_games(backend: str, args: CompareArgs) -> dict[str, list[float]]
 
 def validate(args: CompareArgs) -> None:
     """Bad input: one line naming the flag, exit code 2, before any game is played."""
-    require_positive(games=args.games, num_envs=args.num_envs)
+    require_positive(num_envs=args.num_envs)
     if args.games < 2:
         raise UsageError(
             "--games", f"needs at least 2 games for a standard error, got {args.games}"
         )
     for backend in args.backends:
         require_choice("backends", backend, BACKENDS)
-    if atari_spec(args.env_id) is None:
-        raise UsageError(
-            "--env-id", f"{args.env_id!r} is not an ale-py Atari id, e.g. BreakoutNoFrameskip-v4"
-        )
+    require_atari_id(args.env_id)
 
 
 def main(args: CompareArgs) -> None:

@@ -242,8 +242,8 @@ def test_interrupted_write_leaves_previous_latest_loadable(tmp_path, monkeypatch
 
 
 def test_kill_between_the_two_writes_still_resumes_the_newest_iteration(tmp_path, monkeypatch):
-    """latest.pt goes first, so a run folder never resumes from the interval before a file of
-    the newest iteration (a SIGKILL racing save() lost two intervals before)."""
+    """latest.pt goes first, so once a file of the newest iteration exists, a run folder resumes
+    from it (with iter_N.pt first, a kill between the writes resumed from the checkpoint before)."""
     from ppo_continuous.train import Args
 
     monkeypatch.setattr(signal, "signal", lambda *a: None)
