@@ -22,6 +22,7 @@ import torch
 from common.cli import exit_usage
 from common.episodes import EpisodeLog
 from common.files import atomic_write_bytes, atomic_write_json
+from common.runtime import code_version, host_description
 
 FORMAT_VERSION = 1
 LATEST = "latest.pt"
@@ -174,6 +175,7 @@ class Saver:
         self.agent, self.optimizer, self.run = agent, optimizer, run
         self.normalizers = normalizers or {}
         self.keep = keep
+        self.provenance = {"commit": code_version(), "host": host_description()}
         self.stop_requested = False
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
@@ -264,7 +266,8 @@ class Saver:
         random.setstate(_python_rng_from_plain(rng["python"]))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        atomic_write_json(self.run_dir / "summary.json", summary)
+        """``summary.json``, with the code version and host the run was started on."""
+        atomic_write_json(self.run_dir / "summary.json", {**summary, **self.provenance})
 
 
 def restore_normalizers(normalizers: dict[str, Any], data: dict[str, Any]) -> None:

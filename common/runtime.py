@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import platform
 import random
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,3 +32,44 @@ def layer_init(layer: nn.Module, std: float = np.sqrt(2), bias: float = 0.0) -> 
     nn.init.orthogonal_(layer.weight, std)
     nn.init.constant_(layer.bias, bias)
     return layer
+
+
+@functools.cache
+def code_version() -> str:
+    """The git commit of this checkout (``+dirty`` when tracked files changed), or ``unknown``.
+
+    Recorded in every run's summary, so a result can be traced to the code that produced it.
+    """
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")  # fmt: skip
+
+
+@functools.cache
+def host_description() -> str:
+    """The CPU model and core count, so speed figures say which machine they came from."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores"
