@@ -16,6 +16,7 @@ def next_state_values(values: torch.Tensor, last_value: torch.Tensor) -> torch.T
     return torch.cat([values[1:], last_value.unsqueeze(0)], dim=0)
 
 
+# --8<-- [start:compute_gae]
 def compute_gae(
     rewards: torch.Tensor,
     values: torch.Tensor,
@@ -44,8 +45,10 @@ def compute_gae(
         running = deltas[t] + gamma * gae_lambda * not_end[t] * running
         advantages[t] = running
     return advantages, advantages + values
+    # --8<-- [end:compute_gae]
 
 
+# --8<-- [start:advantages_and_returns]
 def advantages_and_returns(
     rewards: torch.Tensor,
     values: torch.Tensor,
@@ -69,3 +72,4 @@ def advantages_and_returns(
         )
     next_values = torch.where(truncations, final_values, next_values)
     return compute_gae(rewards, values, next_values, terminations, episode_ends, gamma, gae_lambda)
+    # --8<-- [end:advantages_and_returns]

@@ -7,11 +7,14 @@ import torch
 from common.objectives import Objective, policy_loss
 
 
+# --8<-- [start:normalize_advantages]
 def normalize_advantages(advantages: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Zero-mean, unit-std advantages within a minibatch (ppo2 and CleanRL do this; the paper is silent)."""
     return (advantages - advantages.mean()) / (advantages.std() + eps)
+    # --8<-- [end:normalize_advantages]
 
 
+# --8<-- [start:value_loss]
 def value_loss(
     values: torch.Tensor,
     old_values: torch.Tensor,
@@ -29,8 +32,10 @@ def value_loss(
     clipped_values = old_values + torch.clamp(values - old_values, -clip_coef, clip_coef)
     clipped = (clipped_values - returns).pow(2)
     return 0.5 * torch.max(unclipped, clipped).mean()
+    # --8<-- [end:value_loss]
 
 
+# --8<-- [start:ppo_loss]
 def ppo_loss(
     *,
     new_log_prob: torch.Tensor,
@@ -72,6 +77,7 @@ def ppo_loss(
             "clipfrac": clip_fraction(ratio, clip_coef),
         }
     return loss, stats
+    # --8<-- [end:ppo_loss]
 
 
 def approx_kl(log_ratio: torch.Tensor, ratio: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -96,6 +102,7 @@ def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
     return float(1.0 - (target - predicted).var() / var_target)
 
 
+# --8<-- [start:linear_anneal]
 def linear_anneal(initial: float, iteration: int, num_iterations: int) -> float:
     """``initial * alpha`` with alpha falling linearly from 1 at iteration 1 to 1/N at iteration N.
 
@@ -104,3 +111,4 @@ def linear_anneal(initial: float, iteration: int, num_iterations: int) -> float:
     """
     alpha = 1.0 - (iteration - 1.0) / num_iterations
     return initial * alpha
+    # --8<-- [end:linear_anneal]

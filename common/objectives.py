@@ -13,11 +13,14 @@ Objective = Literal["clip", "adaptive_kl", "fixed_kl", "none"]
 OBJECTIVES: tuple[str, ...] = ("clip", "adaptive_kl", "fixed_kl", "none")
 
 
+# --8<-- [start:unclipped_surrogate]
 def unclipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
     """Eq. 6, L^CPI = E[r_t A_t]: the conservative policy iteration surrogate, no constraint."""
     return -(ratio * advantages).mean()
+    # --8<-- [end:unclipped_surrogate]
 
 
+# --8<-- [start:clipped_surrogate]
 def clipped_surrogate(
     ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float
 ) -> torch.Tensor:
@@ -25,15 +28,19 @@ def clipped_surrogate(
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef) * advantages
     return -torch.min(unclipped, clipped).mean()
+    # --8<-- [end:clipped_surrogate]
 
 
+# --8<-- [start:kl_penalty_surrogate]
 def kl_penalty_surrogate(
     ratio: torch.Tensor, advantages: torch.Tensor, kl: torch.Tensor, kl_beta: float
 ) -> torch.Tensor:
     """Eq. 8, L^KLPEN = E[r_t A_t - beta KL[pi_old(.|s_t), pi(.|s_t)]]."""
     return -(ratio * advantages - kl_beta * kl).mean()
+    # --8<-- [end:kl_penalty_surrogate]
 
 
+# --8<-- [start:policy_loss]
 def policy_loss(
     objective: Objective,
     ratio: torch.Tensor,
@@ -50,8 +57,10 @@ def policy_loss(
     if objective == "none":
         return unclipped_surrogate(ratio, advantages)
     raise ValueError(f"unknown objective {objective!r}; expected one of {OBJECTIVES}")
+    # --8<-- [end:policy_loss]
 
 
+# --8<-- [start:adapt_kl_beta]
 def adapt_kl_beta(kl_beta: float, mean_kl: float, kl_target: float) -> float:
     """The paper's adaptive-penalty rule (section 4), applied once after each policy update.
 
@@ -63,3 +72,4 @@ def adapt_kl_beta(kl_beta: float, mean_kl: float, kl_target: float) -> float:
     if mean_kl > kl_target * 1.5:
         return kl_beta * 2.0
     return kl_beta
+    # --8<-- [end:adapt_kl_beta]

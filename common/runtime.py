@@ -27,11 +27,13 @@ def pick_device(cuda: bool) -> torch.device:
     return torch.device("cuda" if cuda and torch.cuda.is_available() else "cpu")
 
 
+# --8<-- [start:layer_init]
 def layer_init(layer: nn.Module, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Module:
     """Orthogonal weights with gain ``std`` and constant bias, as in openai/baselines ppo2."""
     nn.init.orthogonal_(layer.weight, std)
     nn.init.constant_(layer.bias, bias)
     return layer
+    # --8<-- [end:layer_init]
 
 
 @functools.cache
