@@ -227,6 +227,7 @@ class GameTracker:
         self.lengths[:] = 0
         self.lives = np.asarray(info["lives"]).copy()
 
+    # --8<-- [start:game_tracker_step]
     def step(self, reward, terminated, truncated, info):
         """Returns (clipped reward, value-target terminal, [(env, game return, game length), ...])."""
         game_over = np.logical_or(terminated, truncated)
@@ -240,3 +241,4 @@ class GameTracker:
         self.returns[game_over] = 0
         self.lengths[game_over] = 0
         return np.sign(reward), np.logical_or(terminated, life_lost), finished
+        # --8<-- [end:game_tracker_step]

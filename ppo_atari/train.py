@@ -201,6 +201,7 @@ def main(args: Args) -> None:
     try:
         for iteration in range(run.iteration + 1, num_iterations + 1):
             iter_start = time.time()
+            # --8<-- [start:anneal]
             lr = (
                 linear_anneal(args.learning_rate, iteration, num_iterations)
                 if args.anneal_lr
@@ -212,6 +213,7 @@ def main(args: Args) -> None:
                 if args.anneal_clip
                 else args.clip_coef
             )
+            # --8<-- [end:anneal]
 
             # 1. Run the policy pi_old for T steps in each of the N envs (Algorithm 1).
             torch.set_num_threads(rollout_threads)

@@ -132,12 +132,14 @@ def make_envs(args: Args, run_name: str) -> gym.vector.VectorEnv:
             env = gym.make(args.env_id, render_mode="rgb_array" if record else None)
             if record:
                 env = gym.wrappers.RecordVideo(env, f"videos/{run_name}", disable_logger=True)
+            # --8<-- [start:env_wrappers]
             env = gym.wrappers.RecordEpisodeStatistics(env)  # raw returns, before any scaling
             env = gym.wrappers.ClipAction(env)  # the env gets clipped actions; we store unclipped
             env = gym.wrappers.NormalizeObservation(env)
             env = gym.wrappers.TransformObservation(env, clip_10, env.observation_space)
             env = gym.wrappers.NormalizeReward(env, gamma=args.gamma)  # scale by std of the return
             return gym.wrappers.TransformReward(env, clip_10)
+            # --8<-- [end:env_wrappers]
 
         return thunk
 
@@ -286,13 +288,16 @@ def main(args: Args) -> None:
                 b_log_stds = b_log_stds.clone()
                 values = b_values.reshape(args.num_steps, args.num_envs)
                 final_values = agent.value(final_obs) if args.bootstrap_truncated else None
+                # --8<-- [start:advantages]
                 # 3. Advantages by GAE (eqs. 11-12) and value targets R_t = A_t + V(s_t).
                 advantages, returns = advantages_and_returns(
                     rewards, values, agent.value(next_obs), terminations, truncations,
                     final_values, args.gamma, args.gae_lambda,
                 )  # fmt: skip
+                # --8<-- [end:advantages]
             b_advantages, b_returns = advantages.reshape(-1), returns.reshape(-1)
 
+            # --8<-- [start:update]
             # 4. Optimise the surrogate (eq. 9) for K epochs of minibatch Adam.
             stats = []
             for _epoch in range(args.update_epochs):
@@ -323,6 +328,7 @@ def main(args: Args) -> None:
                     _, _, _, mean, log_std = agent.evaluate(b_obs, b_actions)
                     batch_kl = gaussian_kl(b_means, b_log_stds, mean, log_std).mean().item()
                 run.kl_beta = adapt_kl_beta(run.kl_beta, batch_kl, args.kl_target)
+            # --8<-- [end:update]
 
             # 6. Logging, with CleanRL's metric names.
             means = {k: torch.stack([s[k] for s in stats]).mean().item() for k in stats[0]}
