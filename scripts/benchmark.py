@@ -9,88 +9,25 @@ Every run is ``python <trainer>/train.py ... --exp-name <variant> --runs-dir <ru
 folder is ``<runs-dir>/<env>__<variant>__<seed>__<time>`` with a summary.json that
 ``scripts/report.py`` reads. A re-launch is idempotent: finished runs are skipped and runs with a
 checkpoint are resumed (``--resume``), so a sweep survives preemption and crashes.
+
+The paper presets also keep a results record on main (``docs/results/records/<preset>/``, see
+``records.py``): each run is added to it when it ends, and a run the record holds is never run
+again, so the same command on a fresh machine runs only what is missing.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import tyro
+from presets import REPO, Preset, presets, run_prefix
+from records import RECORDS, RESULT_STATUSES, Record, key_of, read_summary, result_of_run, status_of
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from common.cli import UsageError, exit_usage, require_choice, require_registered_env  # noqa: E402
-
-MUJOCO_TABLE1 = (
-    "HalfCheetah-v5", "Hopper-v5", "InvertedDoublePendulum-v5", "InvertedPendulum-v5",
-    "Reacher-v5", "Swimmer-v5", "Walker2d-v5",
-)  # fmt: skip
-
-# The paper's Table 1 settings: variant name -> (trainer flags, the row label in the paper).
-TABLE1_VARIANTS: dict[str, tuple[list[str], str]] = {
-    "no_clip": (["--objective", "none"], "No clipping or penalty"),
-    "clip_0.1": (["--objective", "clip", "--clip-coef", "0.1"], "Clipping, epsilon = 0.1"),
-    "clip_0.2": (["--objective", "clip", "--clip-coef", "0.2"], "Clipping, epsilon = 0.2"),
-    "clip_0.3": (["--objective", "clip", "--clip-coef", "0.3"], "Clipping, epsilon = 0.3"),
-    "adaptive_kl_0.003": (
-        ["--objective", "adaptive_kl", "--kl-target", "0.003"],
-        "Adaptive KL d_targ = 0.003",
-    ),
-    "adaptive_kl_0.01": (
-        ["--objective", "adaptive_kl", "--kl-target", "0.01"],
-        "Adaptive KL d_targ = 0.01",
-    ),
-    "adaptive_kl_0.03": (
-        ["--objective", "adaptive_kl", "--kl-target", "0.03"],
-        "Adaptive KL d_targ = 0.03",
-    ),
-    "fixed_kl_0.3": (["--objective", "fixed_kl", "--kl-beta", "0.3"], "Fixed KL, beta = 0.3"),
-    "fixed_kl_1": (["--objective", "fixed_kl", "--kl-beta", "1"], "Fixed KL, beta = 1."),
-    "fixed_kl_3": (["--objective", "fixed_kl", "--kl-beta", "3"], "Fixed KL, beta = 3."),
-    "fixed_kl_10": (["--objective", "fixed_kl", "--kl-beta", "10"], "Fixed KL, beta = 10."),
-}
-
-
-def atari49_ids() -> tuple[str, ...]:
-    """The 49 games of the paper's Table 6, as NoFrameskip-v4 ids (baselines/ppo_paper_atari.csv)."""
-    with open(REPO / "baselines" / "ppo_paper_atari.csv") as handle:
-        return tuple(row["gym_id"] for row in csv.DictReader(handle))
-
-
-@dataclass(frozen=True)
-class Preset:
-    trainer: str
-    env_ids: tuple[str, ...]
-    seeds: tuple[int, ...]
-    variants: dict[str, list[str]]
-    common_flags: list[str] = field(default_factory=list)
-
-
-def presets() -> dict[str, Preset]:
-    table1 = {name: flags for name, (flags, _) in TABLE1_VARIANTS.items()}
-    return {
-        "paper-table1": Preset("ppo_continuous", MUJOCO_TABLE1, (1, 2, 3), table1,
-                               ["--total-timesteps", "1000000", "--no-clip-vloss"]),
-        "paper-atari49": Preset(
-            "ppo_atari", atari49_ids(), (1, 2, 3),
-            {"ppo_table5": ["--update-epochs", "3", "--vf-coef", "2", "--anneal-clip", "--no-clip-vloss"]},
-            ["--total-timesteps", "10000000"],
-        ),
-        "smoke": Preset(
-            "ppo_continuous", ("Pendulum-v1", "InvertedPendulum-v5"), (1, 2),
-            {"clip_0.2": ["--objective", "clip", "--clip-coef", "0.2"]},
-            ["--total-timesteps", "2048", "--num-steps", "512", "--num-minibatches", "4",
-             "--update-epochs", "2", "--save-every", "1"],
-        ),
-    }  # fmt: skip
+from common.cli import UsageError, parse_args, require_choice, require_registered_env
 
 
 @dataclass
@@ -109,6 +46,10 @@ class Args:
     """more trainer flags for every run, in quotes, e.g. --extra='--total-timesteps 200000'"""
     dry_run: bool = False
     """print the commands, run nothing"""
+    record_dir: str | None = None
+    """the results record to add finished runs to and skip runs from (default: docs/results/records/<preset> for the paper presets without --extra)"""
+    no_record: bool = False
+    """keep no results record (the run folders alone say what is done)"""
     workers: int = 1
     """local runs at the same time"""
     # SLURM (through submitit); without --slurm-partition the runs are local processes
@@ -137,16 +78,19 @@ class Run:
     seed: int
     variant: str
     command: list[str]
-    state: str  # "new", "resume" or "finished"
+    state: (
+        str  # "recorded" (in the results record), "finished" (not yet recorded), "resume" or "new"
+    )
     runs_dir: Path
 
-    def finished(self) -> bool:
-        run_dir = find_run_dir(self.runs_dir, self.env_id, self.variant, self.seed)
-        return run_dir is not None and _finished(run_dir)
+    def run_dir(self) -> Path | None:
+        return find_run_dir(self.runs_dir, self.env_id, self.variant, self.seed)
 
-
-def run_prefix(env_id: str, variant: str, seed: int) -> str:
-    return f"{env_id.replace('/', '-')}__{variant}__{seed}__"
+    def status(self) -> str | None:
+        """The status its summary.json gives (finished, diverged, stopped), None without one."""
+        run_dir = self.run_dir()
+        summary = read_summary(run_dir) if run_dir else None
+        return status_of(summary) if summary else None
 
 
 def find_run_dir(runs_dir: Path, env_id: str, variant: str, seed: int) -> Path | None:
@@ -155,8 +99,13 @@ def find_run_dir(runs_dir: Path, env_id: str, variant: str, seed: int) -> Path |
     return found[-1] if found else None
 
 
-def plan(args: Args, preset: Preset, runs_dir: Path) -> list[Run]:
-    """Every run of the sweep, with its command and whether it is new, to resume or finished."""
+def plan(args: Args, preset: Preset, runs_dir: Path, record: Record | None = None) -> list[Run]:
+    """Every run of the sweep, with its command and its state.
+
+    A run in the results record is done wherever its folder is (a fresh machine has none); one
+    whose folder says it ended (finished or diverged) only needs recording; one with a checkpoint
+    resumes; the rest are new.
+    """
     trainer = str(REPO / preset.trainer / "train.py")
     tracking = ["--track", "--wandb-project-name", args.wandb_project_name] if args.track else []
     if args.track and args.wandb_entity:
@@ -170,22 +119,31 @@ def plan(args: Args, preset: Preset, runs_dir: Path) -> list[Run]:
                     "--runs-dir", str(runs_dir), *preset.common_flags, *preset.variants[variant],
                     *shlex.split(args.extra), *tracking, *(["--wandb-group", variant] if args.track else []),
                 ]  # fmt: skip
-                state, run_dir = "new", find_run_dir(runs_dir, env_id, variant, seed)
-                if run_dir is not None and _finished(run_dir):
+                run = Run(env_id, seed, variant, [sys.executable, trainer, *flags], "new", runs_dir)
+                run_dir = run.run_dir()
+                if record is not None and (env_id, variant, seed) in record:
+                    state = "recorded"
+                elif run.status() in RESULT_STATUSES:
                     state = "finished"
                 elif run_dir is not None and (run_dir / "checkpoints" / "latest.pt").is_file():
                     state, flags = "resume", [*flags, "--resume", str(run_dir)]
+                else:
+                    state = "new"
                 runs.append(
                     Run(env_id, seed, variant, [sys.executable, trainer, *flags], state, runs_dir)
                 )
     return runs
 
 
-def _finished(run_dir: Path) -> bool:
-    try:
-        return bool(json.loads((run_dir / "summary.json").read_text()).get("finished"))
-    except (OSError, ValueError):
-        return False
+def record_run(record: Record | None, run: Run) -> None:
+    """Add a run that ended by itself to the results record and save it at once."""
+    run_dir = run.run_dir()
+    if record is None or run_dir is None or run.status() not in RESULT_STATUSES:
+        return
+    row, curve = result_of_run(run_dir)
+    record.add(row, curve)
+    record.save()
+    assert key_of(row) == (run.env_id, run.variant, run.seed), (key_of(row), run)
 
 
 class TrainerJob:
@@ -219,8 +177,15 @@ def make_executor(args: Args, log_dir: Path):
     return executor
 
 
-def launch(args: Args, runs: list[Run], log_dir: Path) -> list[tuple[Run, int, str]]:
-    """Run the runs; returns (run, exit code, log file) for each one that did not finish."""
+def launch(
+    args: Args, runs: list[Run], log_dir: Path, record: Record | None = None
+) -> list[tuple[Run, str, int, str]]:
+    """Run the runs, recording each that ends by itself; returns (run, outcome, exit code, log).
+
+    The outcome is ``done``, ``diverged`` (the trainer stopped it on a non-finite loss: a result,
+    recorded as such), ``stopped`` (ended early by SIGTERM, scancel or preemption: its checkpoint
+    resumes it) or ``failed``.
+    """
     executor = make_executor(args, log_dir)
     jobs = [(run, TrainerJob(run.command, str(log_dir / f"{run_prefix(run.env_id, run.variant, run.seed)}log.txt")))
             for run in runs]  # fmt: skip
@@ -241,14 +206,24 @@ def launch(args: Args, runs: list[Run], log_dir: Path) -> list[tuple[Run, int, s
             if code is None:
                 still.append((run, job, handle))
                 continue
-            if code == 0 and not run.finished():
-                code = -2  # stopped early (SIGTERM, scancel, preemption): its checkpoint resumes it
-            label = {0: "done  ", -2: "STOPPED"}.get(code, "FAILED")
-            print(f"{label} {run.env_id} {run.variant} seed {run.seed}", flush=True)
-            results.append((run, code, job.log_file))
+            outcome = outcome_of(run, code)
+            if outcome in ("done", "diverged"):
+                record_run(record, run)
+            print(f"{outcome.upper() if outcome != 'done' else 'done'} {run.env_id} {run.variant} "
+                  f"seed {run.seed}", flush=True)  # fmt: skip
+            results.append((run, outcome, code, job.log_file))
         running = still
         time.sleep(0.5 if not args.slurm_partition else 2.0)
-    return [(run, code, log) for run, code, log in results if code != 0]
+    return results
+
+
+def outcome_of(run: Run, code: int) -> str:
+    status = run.status()
+    if status == "diverged":
+        return "diverged"
+    if code == 0:
+        return "done" if status == "finished" else "stopped"
+    return "failed"
 
 
 def _finished_code(handle, on_slurm: bool) -> int | None:
@@ -290,46 +265,87 @@ def tail(path: str, lines: int = 15) -> str:
         return "(no log)"
 
 
-def validate(args: Args, all_presets: dict[str, Preset]) -> Preset:
+def validate(args: Args) -> None:
+    """Refuse bad input before any run starts (one line, exit code 2)."""
+    import ale_py  # noqa: F401 - registers the Atari ids checked below
+
+    all_presets = presets()
+    require_choice("preset", args.preset, all_presets)
+    preset = all_presets[args.preset]
+    for variant in args.variants:
+        require_choice("variants", variant, preset.variants)
+    for env_id in args.env_ids:
+        require_registered_env(env_id, flag="--env-ids")
+        is_atari = is_atari_id(env_id)
+        if is_atari != (preset.trainer == "ppo_atari"):
+            kind = "an Atari game" if is_atari else "not an Atari game"
+            raise UsageError("--env-ids", f"{env_id!r} is {kind}; preset {args.preset!r} runs "
+                             f"{preset.trainer}/train.py")  # fmt: skip
+    if args.workers < 1:
+        raise UsageError("--workers", f"must be at least 1, got {args.workers}")
     try:
-        require_choice("preset", args.preset, all_presets)
-        preset = all_presets[args.preset]
-        for variant in args.variants:
-            require_choice("variants", variant, preset.variants)
-        for env_id in args.env_ids:
-            require_registered_env(env_id, flag="--env-ids")
-        if args.workers < 1:
-            raise UsageError("--workers", f"must be at least 1, got {args.workers}")
-    except UsageError as err:
-        exit_usage(str(err))
-    return preset
+        shlex.split(args.extra)
+    except ValueError as err:
+        raise UsageError("--extra", f"cannot split {args.extra!r} into flags ({err})") from None
+
+
+def is_atari_id(env_id: str) -> bool:
+    import gymnasium as gym
+
+    return "ale_py" in str(gym.spec(env_id).entry_point)
+
+
+def open_record(args: Args, preset: Preset) -> Record | None:
+    """The results record this sweep adds to: ``--record-dir``, or the preset's own under
+    docs/results/records/ when it is a recorded preset run as defined (no ``--extra`` flags)."""
+    if args.record_dir:
+        return Record.load(args.record_dir)
+    if args.no_record or not preset.recorded or args.extra.strip():
+        return None
+    return Record.load(RECORDS / args.preset)
 
 
 def main(args: Args) -> int:
-    import ale_py  # noqa: F401 - registers the Atari ids checked below
-
-    preset = validate(args, presets())
+    preset = presets()[args.preset]
     runs_dir = Path(args.runs_dir or f"runs/sweep-{args.preset}").resolve()
-    runs = plan(args, preset, runs_dir)
-    todo = [run for run in runs if run.state != "finished"]
-    print(f"{len(runs)} runs: {len(runs) - len(todo)} finished, "
-          f"{sum(r.state == 'resume' for r in runs)} to resume, {sum(r.state == 'new' for r in runs)} new")  # fmt: skip
+    record = open_record(args, preset)
+    runs = plan(args, preset, runs_dir, record)
+    todo = [run for run in runs if run.state in ("new", "resume")]
+    count = {
+        state: sum(r.state == state for r in runs)
+        for state in ("recorded", "finished", "resume", "new")
+    }
+    print(f"{len(runs)} runs: {count['recorded']} in the record, {count['finished']} finished, "
+          f"{count['resume']} to resume, {count['new']} new"
+          + (f" (record: {record.folder})" if record is not None else ""))  # fmt: skip
     if args.dry_run:
         for run in runs:
             print(f"[{run.state}] {shlex.join(run.command)}")
         return 0
+    for run in runs:
+        if run.state == "finished":
+            record_run(record, run)  # ended before the record knew it
     if not todo:
         return 0
     log_dir = runs_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    failed = launch(args, todo, log_dir)
-    for run, code, log in failed:
+    results = launch(args, todo, log_dir, record)
+    unfinished = [
+        (run, code, log) for run, outcome, code, log in results if outcome in ("failed", "stopped")
+    ]
+    for run, code, log in unfinished:
         print(
             f"\nFAILED (exit {code}): {shlex.join(run.command)}\n--- last lines of {log} ---\n{tail(log)}"
         )
-    print(f"\n{len(todo) - len(failed)} of {len(todo)} runs succeeded; {len(failed)} failed")
-    return min(len(failed), 125)
+    diverged = [run for run, outcome, _, _ in results if outcome == "diverged"]
+    for run in diverged:
+        print(
+            f"DIVERGED: {run.env_id} {run.variant} seed {run.seed} (recorded as diverged; see its summary.json)"
+        )
+    print(f"\n{len(todo) - len(unfinished) - len(diverged)} of {len(todo)} runs succeeded; "
+          f"{len(unfinished)} failed; {len(diverged)} diverged")  # fmt: skip
+    return min(len(unfinished), 125)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(tyro.cli(Args)))
+    raise SystemExit(main(parse_args(Args, validate)))

@@ -1,51 +1,47 @@
-"""Reports of a sweep: the paper's Tables 1, 2 and 6 beside ours, rliable statistics, plots.
+"""Reports of sweeps: the paper's Tables 1, 2 and 6 beside ours, rliable statistics, plots.
 
-    python scripts/report.py --runs-dir runs/sweep-paper-table1 --out reports/table1
-    python scripts/report.py --runs-dir runs/sweep-paper-atari49 --out reports/atari49
+    python scripts/report.py                                   # docs/results/ from the committed records
+    python scripts/report.py --runs-dir runs/sweep-smoke --out reports/smoke   # any sweep's run folders
 
-Reads ``<runs-dir>/*/summary.json`` and the TensorBoard events beside them; needs no network.
-Writes ``report.md`` and PNG plots to ``--out``.
+Without ``--runs-dir`` it reads only the results records (``docs/results/records/<preset>/``,
+written by ``benchmark.py``) and rewrites ``docs/results/<preset>.md`` and its plots, so the
+results pages are reproducible from what is on main. With ``--runs-dir`` it reads each run's
+summary.json and TensorBoard events instead and writes ``report.md`` to ``--out``. No network.
 
-- Table 1 (MuJoCo): each run's score is its mean return over the last 100 episodes; per env the
-  scores are shifted and scaled so a random policy scores 0 and the best setting (its mean over
-  seeds) scores 1, then averaged over envs and seeds, as in the paper's section 6.1.
-- Tables 2 and 6 (Atari): per game our two scores (mean over all of training; last 100 episodes),
-  beside the paper's A2C, ACER and PPO (last 100 episodes; the paper publishes no per-game values
-  for the all-training metric, only its win counts), the games-won counts, and human-normalised
-  aggregates with rliable (median, mean, IQM, optimality gap; 95% stratified-bootstrap CIs).
+The tables are computed in ``table1.py`` (MuJoCo, the paper's section 6.1) and
+``atari_tables.py`` (Tables 2 and 6, rliable); this file draws the plots and writes the pages.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import os
-import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import tyro
+from atari_tables import atari_lines
+from presets import REPO, presets, variant_order
+from records import RECORDS, Record, read_summary, result_of_run
+from table1 import measure_random_scores, read_random_scores, table1_lines
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
+from common.cli import UsageError, parse_args, require_positive
+from common.scores import game_name, human_random_scores
 
-from common.cli import exit_usage  # noqa: E402
-from common.scores import game_name, human_random_scores  # noqa: E402
-
-BASELINES = REPO / "baselines"
+RESULTS = REPO / "docs" / "results"
 
 
 @dataclass
 class Args:
-    runs_dir: str
-    """the sweep's runs folder (holds <run>/summary.json)"""
-    out: str = "report"
-    """folder for report.md and the PNG plots"""
+    runs_dir: str | None = None
+    """a sweep's runs folder (holds <run>/summary.json); default: report the committed records instead"""
+    record_dir: str = str(RECORDS)
+    """the folder of results records, one subfolder per preset (used without --runs-dir)"""
+    out: str | None = None
+    """where the pages and plots go (default: docs/results, or report/ with --runs-dir)"""
     random_scores: str | None = None
-    """CSV of env_id,score for MuJoCo random policies (default: measured, 100 episodes each)"""
+    """CSV of env_id,score for MuJoCo random policies (default: the committed records/random_scores.csv; envs it lacks are measured, 100 episodes each)"""
     bootstrap_reps: int = 2000
     """bootstrap samples for the rliable intervals"""
     wandb: bool = False
@@ -56,197 +52,83 @@ class Args:
     """the W&B entity for --wandb"""
 
 
-def load_summaries(runs_dir: Path) -> list[dict]:
-    records = []
+def rows_from_runs(runs_dir: Path) -> list[dict[str, Any]]:
+    """A record row (with its curve) for every run folder with a summary.json, in name order."""
+    rows = []
     for path in sorted(runs_dir.glob("*/summary.json")):
-        record = json.loads(path.read_text())
-        record["run_dir"] = str(path.parent)
-        records.append(record)
-    return records
-
-
-# ---------------------------------------------------------------- Table 1 (MuJoCo)
-
-
-def normalized_scores(records: list[dict], random_scores: dict[str, float]) -> dict[str, dict]:
-    """Per variant: the mean normalised score over its runs, and per env the normalised means.
-
-    Per env, the best setting is the one with the highest mean (over seeds) last-100 score; it
-    scores 1 and a random policy 0. A variant's score averages the normalised score of each of its
-    runs (envs x seeds). Envs without a random score are left out.
-    """
-    by_env_variant: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in records:
-        if r.get("mean_return_last_100") is not None and r["env_id"] in random_scores:
-            by_env_variant[r["env_id"]][r["exp_name"]].append(r["mean_return_last_100"])
-    result: dict[str, dict] = defaultdict(lambda: {"runs": [], "per_env": {}})
-    for env_id, variants in by_env_variant.items():
-        best = max(np.mean(scores) for scores in variants.values())
-        low = random_scores[env_id]
-        scale = best - low if best != low else 1.0
-        for variant, scores in variants.items():
-            normalized = [(s - low) / scale for s in scores]
-            result[variant]["runs"].extend(normalized)
-            result[variant]["per_env"][env_id] = float(np.mean(normalized))
-    return {v: {"score": float(np.mean(d["runs"])), "runs": len(d["runs"]), "per_env": d["per_env"]}
-            for v, d in result.items()}  # fmt: skip
-
-
-def measure_random_scores(
-    env_ids: list[str], episodes: int = 100, seed: int = 0
-) -> dict[str, float]:
-    """Mean return of uniformly random actions, per env (the 0 of the normalised score)."""
-    import gymnasium as gym
-
-    scores = {}
-    for env_id in env_ids:
-        env = gym.make(env_id)
-        env.action_space.seed(seed)
-        returns = []
-        for episode in range(episodes):
-            env.reset(seed=seed + episode)
-            total, done = 0.0, False
-            while not done:
-                _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-                total += float(reward)
-                done = terminated or truncated
-            returns.append(total)
-        scores[env_id] = float(np.mean(returns))
-        env.close()
-    return scores
-
-
-def paper_table1() -> dict[str, float]:
-    with open(BASELINES / "ppo_paper_table1_surrogates.csv") as handle:
-        return {
-            row["algorithm_setting"]: float(row["avg_normalized_score"])
-            for row in csv.DictReader(handle)
-        }
-
-
-# ---------------------------------------------------------------- Tables 2 and 6 (Atari)
-
-
-def paper_atari() -> dict[str, dict[str, float]]:
-    """Game -> the paper's A2C, ACER and PPO last-100-episode scores (Table 6)."""
-    with open(BASELINES / "ppo_paper_atari.csv") as handle:
-        return {
-            row["game"]: {k: float(row[k]) for k in ("a2c", "acer", "ppo")}
-            for row in csv.DictReader(handle)
-        }
-
-
-def per_game_means(records: list[dict], metric: str) -> dict[str, float]:
-    """Game -> our mean over seeds of ``metric`` (one variant's records)."""
-    by_game = defaultdict(list)
-    for r in records:
-        if r.get(metric) is not None:
-            by_game[game_name(r["env_id"])].append(r[metric])
-    return {game: float(np.mean(values)) for game, values in by_game.items()}
-
-
-def games_won(
-    ours: dict[str, float], paper: dict[str, dict[str, float]], decimals: int = 1
-) -> dict:
-    """Table 2's count: per game, the best of A2C, ACER (the paper's) and our PPO.
-
-    Scores are compared at the paper's precision (``decimals``); a shared best is a tie. Games we
-    have no result for are not counted and are listed under ``missing``.
-    """
-    counts = {"a2c": 0, "acer": 0, "ppo": 0, "tie": 0}
-    for game, theirs in paper.items():
-        if game not in ours:
+        if read_summary(path.parent) is None:
             continue
-        scores = {"a2c": theirs["a2c"], "acer": theirs["acer"], "ppo": ours[game]}
-        rounded = {k: round(v, decimals) for k, v in scores.items()}
-        top = max(rounded.values())
-        winners = [k for k, v in rounded.items() if v == top]
-        counts[winners[0] if len(winners) == 1 else "tie"] += 1
-    counts["missing"] = sorted(set(paper) - set(ours))
-    return counts
+        row, curve = result_of_run(path.parent)
+        rows.append({**row, "curve": curve})
+    return rows
 
 
-def human_normalized(score: float, game: str) -> float | None:
-    ref = human_random_scores().get(game)
-    if ref is None:
-        return None
-    random_score, human_score = ref
-    return (score - random_score) / (human_score - random_score)
+def is_atari(env_id: str) -> bool:
+    return game_name(env_id) in human_random_scores() or "NoFrameskip" in env_id
 
 
-def score_matrix(records: list[dict], metric: str) -> tuple[np.ndarray, list[str]]:
-    """Human-normalised scores as (runs, games) for rliable: seeds in order, games sorted.
-
-    rliable's stratified bootstrap needs the same number of runs per game, so every game keeps as
-    many seeds as the game with the fewest.
-    """
-    by_game = defaultdict(list)
-    for r in sorted(records, key=lambda r: r["seed"]):
-        hns = (
-            human_normalized(r[metric], game_name(r["env_id"]))
-            if r.get(metric) is not None
-            else None
-        )
-        if hns is not None:
-            by_game[game_name(r["env_id"])].append(hns)
-    games = sorted(by_game)
-    if not games:  # e.g. runs too short to finish an episode
-        return np.empty((0, 0)), []
-    runs = min(len(v) for v in by_game.values())
-    return np.array([[by_game[g][i] for g in games] for i in range(runs)]), games
-
-
-def rliable_aggregates(scores: dict[str, np.ndarray], reps: int) -> dict[str, dict[str, tuple]]:
-    """Median, mean, IQM and optimality gap with 95% stratified-bootstrap intervals, per algorithm."""
-    from rliable import library as rly
-    from rliable import metrics
-
-    def aggregate(x: np.ndarray) -> np.ndarray:
-        return np.array([metrics.aggregate_median(x), metrics.aggregate_mean(x),
-                         metrics.aggregate_iqm(x), metrics.aggregate_optimality_gap(x)])  # fmt: skip
-
-    points, intervals = rly.get_interval_estimates(scores, aggregate, reps=reps)
-    names = ["median", "mean", "iqm", "optimality_gap"]
-    return {algo: {n: (float(points[algo][i]), float(intervals[algo][0][i]), float(intervals[algo][1][i]))
-                   for i, n in enumerate(names)} for algo in scores}  # fmt: skip
+def random_scores_for(envs: list[str], path: str | None) -> dict[str, float]:
+    """The random-policy score per env: ``--random-scores``, else the committed file, with any
+    env it lacks measured here (100 seeded episodes)."""
+    committed = RECORDS / "random_scores.csv"
+    scores = (
+        read_random_scores(path)
+        if path
+        else read_random_scores(committed)
+        if committed.is_file()
+        else {}
+    )
+    missing = [e for e in envs if e not in scores]
+    if missing and not path:
+        scores.update({e: s["score"] for e, s in measure_random_scores(missing).items()})
+    return scores
 
 
 # ---------------------------------------------------------------- plots
 
 
-def learning_curves(records: list[dict], out: Path) -> list[Path]:
-    """One PNG per env: episodic return against steps, one line per variant (mean over seeds)."""
+def smooth(values: list[float], window: int = 10) -> np.ndarray:
+    """Trailing moving average; the first points average what there is, so any length works."""
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) == 0:
+        return x
+    sums = np.cumsum(np.insert(x, 0, 0.0))
+    idx = np.arange(1, len(x) + 1)
+    start = np.maximum(idx - window, 0)
+    return (sums[idx] - sums[start]) / (idx - start)
+
+
+def learning_curves(rows: list[dict[str, Any]], img_dir: Path) -> list[Path]:
+    """One PNG per env: episodic return against steps, one line per variant (mean over seeds,
+    with the range over seeds shaded)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    by_env = defaultdict(lambda: defaultdict(list))
-    for r in records:
-        events = EventAccumulator(r["run_dir"], size_guidance={"scalars": 0}).Reload()
-        if "charts/episodic_return" in events.Tags()["scalars"]:
-            points = events.Scalars("charts/episodic_return")
-            by_env[r["env_id"]][r["exp_name"]].append(
-                ([p.step for p in points], [p.value for p in points])
-            )
+    by_env: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        curve = r.get("curve")
+        if curve and curve["steps"]:
+            by_env[r["env_id"]][r["variant"]].append((curve["steps"], curve["returns"]))
     paths = []
     for env_id, variants in sorted(by_env.items()):
         fig, ax = plt.subplots(figsize=(6, 3.5))
-        for variant, curves in sorted(variants.items()):
-            end = min(max(steps) for steps, _ in curves if steps)
-            grid = np.linspace(0, end, 50)
-            ys = [
-                np.interp(grid, steps, np.convolve(vals, np.ones(10) / 10, mode="same"))
-                for steps, vals in curves
-                if steps
-            ]
-            ax.plot(grid, np.mean(ys, axis=0), label=f"{variant} (n={len(ys)})")
+        for variant in sorted(variants, key=lambda v: (variant_order(v), v)):
+            curves = variants[variant]
+            end = min(steps[-1] for steps, _ in curves)
+            grid = np.linspace(0, end, 100)
+            ys = np.array([np.interp(grid, steps, smooth(vals)) for steps, vals in curves])
+            (line,) = ax.plot(grid, ys.mean(axis=0), label=f"{variant} (n={len(ys)})", linewidth=1)
+            if len(ys) > 1:
+                ax.fill_between(
+                    grid, ys.min(axis=0), ys.max(axis=0), alpha=0.12, color=line.get_color()
+                )
         ax.set(title=env_id, xlabel="environment steps", ylabel="episodic return")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6, ncol=2)
         fig.tight_layout()
-        path = out / f"curve_{env_id.replace('/', '-')}.png"
-        fig.savefig(path, dpi=100)
+        path = img_dir / f"curve_{env_id.replace('/', '-')}.png"
+        fig.savefig(path, dpi=100, metadata={"Software": None})
         plt.close(fig)
         paths.append(path)
     return paths
@@ -291,139 +173,88 @@ def rliable_plots(scores: dict[str, np.ndarray], aggregates: dict, out: Path) ->
 # ---------------------------------------------------------------- the report
 
 
-def fmt(x: float | None, digits: int = 2) -> str:
-    return "n/a" if x is None else f"{x:.{digits}f}"
+def write_page(
+    rows: list[dict[str, Any]],
+    args: Args,
+    title: str,
+    page: Path,
+    img_dir: Path,
+    expected_runs: int | None = None,
+) -> list[Path]:
+    """Write one Markdown page (tables, then plots linked relative to the page); returns the plots."""
+    img_dir.mkdir(parents=True, exist_ok=True)
+    atari = [r for r in rows if is_atari(r["env_id"])]
+    mujoco = [r for r in rows if r not in atari]
+    statuses = defaultdict(int)
+    for r in rows:
+        statuses[r.get("status") or "unknown"] += 1
+    lines = [f"# {title}", "",
+             f"{len(rows)} runs ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}); "
+             f"{len(atari)} Atari, {len(mujoco)} other.", ""]  # fmt: skip
+    plots = learning_curves(rows, img_dir)
+    if mujoco:
+        random_scores = random_scores_for(sorted({r["env_id"] for r in mujoco}), args.random_scores)
+        lines += ["## Table 1: surrogate objectives on MuJoCo (normalised score)", ""]
+        lines += table1_lines(mujoco, random_scores, expected_runs)
+    if atari:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        atari_text, scores, aggregates = atari_lines(atari, args.bootstrap_reps)
+        lines += atari_text
+        if scores:
+            plots += rliable_plots(scores, aggregates, img_dir)
+    lines += ["## Plots", ""]
+    lines += [f"![{p.stem}]({os.path.relpath(p, page.parent)})" for p in plots]
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text("\n".join(lines) + "\n")
+    print(f"wrote {page} and {len(plots)} plots")
+    return plots
 
 
-def mujoco_section(records: list[dict], random_scores: dict[str, float]) -> list[str]:
-    from benchmark import TABLE1_VARIANTS
-
-    ours = normalized_scores(records, random_scores)
-    paper = paper_table1()
-    lines = ["## Table 1: surrogate objectives on MuJoCo (normalised score)", "",
-             "Random policy = 0, best setting per env = 1, averaged over envs and seeds (paper, section 6.1).", "",
-             "| setting | ours | runs | paper |", "|---|---|---|---|"]  # fmt: skip
-    for variant in sorted(
-        ours, key=lambda v: list(TABLE1_VARIANTS).index(v) if v in TABLE1_VARIANTS else 99
-    ):
-        label = TABLE1_VARIANTS.get(variant, (None, variant))[1]
-        lines.append(
-            f"| {label} | {fmt(ours[variant]['score'])} | {ours[variant]['runs']} | {fmt(paper.get(label))} |"
-        )
-    envs = sorted({e for d in ours.values() for e in d["per_env"]})
-    lines += ["", "Per env (normalised mean over seeds):", "", "| setting | " + " | ".join(envs) + " |",
-              "|---" * (len(envs) + 1) + "|"]  # fmt: skip
-    for variant, d in ours.items():
-        lines.append(f"| {variant} | " + " | ".join(fmt(d["per_env"].get(e)) for e in envs) + " |")
-    lines += [
-        "",
-        "Random-policy scores used: "
-        + ", ".join(f"{e} {s:.1f}" for e, s in sorted(random_scores.items())),
-        "",
-    ]
-    return lines
-
-
-def atari_section(records: list[dict], args: Args, out: Path) -> tuple[list[str], list[Path]]:
-    paper = paper_atari()
-    lines, plots = [], []
-    scores_for_rliable: dict[str, np.ndarray] = {}
-    for variant in sorted({r["exp_name"] for r in records}):
-        mine = [r for r in records if r["exp_name"] == variant]
-        last = per_game_means(mine, "mean_return_last_100")
-        whole = per_game_means(mine, "mean_return_all_training")
-        won = games_won(last, paper)
-        lines += [f"## Atari, variant `{variant}`", "",
-                  "### Table 6: per game (ours: mean over seeds; paper: A2C, ACER, PPO, last 100 episodes, 10M steps)", "",
-                  "| game | ours, all training | ours, last 100 | paper A2C | paper ACER | paper PPO | ours, human-normalised (last 100) |",
-                  "|---|---|---|---|---|---|---|"]  # fmt: skip
-        for game in sorted({game_name(r["env_id"]) for r in mine}):  # n/a: no finished episode
-            p = paper.get(game, {})
-            hns = human_normalized(last[game], game) if game in last else None
-            lines.append(f"| {game} | {fmt(whole.get(game), 1)} | {fmt(last.get(game), 1)} | {fmt(p.get('a2c'), 1)} | "
-                         f"{fmt(p.get('acer'), 1)} | {fmt(p.get('ppo'), 1)} | {fmt(hns)} |")  # fmt: skip
-        lines += ["", "### Table 2: games won", "",
-                  "| scoring metric | A2C | ACER | PPO | Tie |", "|---|---|---|---|---|",
-                  "| (1) avg. episode reward over all training: paper | 1 | 18 | 30 | 0 |",
-                  "| (2) avg. episode reward over last 100 episodes: paper | 1 | 28 | 19 | 1 |",
-                  f"| (2) last 100 episodes: ours vs the paper's A2C and ACER | {won['a2c']} | {won['acer']} | {won['ppo']} | {won['tie']} |",
-                  "",
-                  "The paper publishes per-game A2C and ACER values only for metric (2), so metric (1) cannot be "
-                  "recounted with our runs; our per-game all-training values are in the table above. "
-                  f"Games counted: {sum(won[k] for k in ('a2c', 'acer', 'ppo', 'tie'))}; without results: "
-                  f"{', '.join(won['missing']) or 'none'}.", ""]  # fmt: skip
-        matrix, games = score_matrix(mine, "mean_return_last_100")
-        if games:
-            scores_for_rliable[f"PPO ours ({variant})"] = matrix
-    if scores_for_rliable:
-        our_games = sorted(
-            {
-                game_name(r["env_id"])
-                for r in records
-                if human_normalized(0.0, game_name(r["env_id"])) is not None
-            }
-        )
-        for algo in ("a2c", "acer", "ppo"):
-            if all(g in paper for g in our_games):
-                scores_for_rliable[f"paper {algo.upper()} (mean of 3 seeds)"] = np.array(
-                    [[human_normalized(paper[g][algo], g) for g in our_games]]
-                )
-        aggregates = rliable_aggregates(scores_for_rliable, args.bootstrap_reps)
-        lines += ["## Human-normalised aggregates (rliable, 95% stratified-bootstrap CIs)", "",
-                  "| algorithm | median | mean | IQM | optimality gap |", "|---|---|---|---|---|"]  # fmt: skip
-        for algo, agg in aggregates.items():
-            cells = [f"{p:.3f} [{lo:.3f}, {hi:.3f}]" for p, lo, hi in agg.values()]
-            lines.append(f"| {algo} | " + " | ".join(cells) + " |")
-        lines += ["", "The paper's rows are single points per game (its Table 6 means), so their intervals "
-                  "reflect only the spread over games.", ""]  # fmt: skip
-        plots += rliable_plots(scores_for_rliable, aggregates, out)
-    return lines, plots
+def validate(args: Args) -> None:
+    require_positive(bootstrap_reps=args.bootstrap_reps)
+    if args.runs_dir is not None:
+        runs_dir = Path(args.runs_dir)
+        if not runs_dir.is_dir():
+            raise UsageError("--runs-dir", f"{runs_dir} is not a folder")
+        if not list(runs_dir.glob("*/summary.json")):
+            raise UsageError(
+                "--runs-dir",
+                f"no */summary.json in {runs_dir}; run a sweep first (scripts/benchmark.py)",
+            )
+    elif not list(Path(args.record_dir).glob("*/runs.csv")):
+        raise UsageError("--record-dir", f"no <preset>/runs.csv in {args.record_dir}; run a paper preset "
+                         "with scripts/benchmark.py, or give --runs-dir")  # fmt: skip
 
 
 def main(args: Args) -> None:
-    runs_dir, out = Path(args.runs_dir), Path(args.out)
-    if not runs_dir.is_dir():
-        exit_usage(f"--runs-dir: {runs_dir} is not a folder")
-    records = load_summaries(runs_dir)
-    if not records:
-        exit_usage(
-            f"--runs-dir: no */summary.json in {runs_dir}; run a sweep first (scripts/benchmark.py)"
+    if args.runs_dir is not None:
+        runs_dir = Path(args.runs_dir)
+        out = Path(args.out or "report")
+        rows = rows_from_runs(runs_dir)
+        plots = write_page(rows, args, f"Report of {runs_dir}", out / "report.md", out)
+        if args.wandb:
+            publish_to_wandb(args, runs_dir.name, out, rows, plots)
+        return
+    out = Path(args.out) if args.out else RESULTS
+    known = presets()
+    for folder in sorted(Path(args.record_dir).glob("*/runs.csv")):
+        preset = folder.parent.name
+        rows = Record.load(folder.parent).results()
+        expected = None
+        if preset in known:
+            p = known[preset]
+            expected = len(p.env_ids) * len(p.seeds) * len(p.variants)
+        plots = write_page(
+            rows, args, f"Results: {preset}", out / f"{preset}.md", out / "img" / preset, expected
         )
-    out.mkdir(parents=True, exist_ok=True)
-    atari = [
-        r
-        for r in records
-        if game_name(r["env_id"]) in human_random_scores() or "NoFrameskip" in r["env_id"]
-    ]
-    mujoco = [r for r in records if r not in atari]
-    lines = [
-        f"# Report of {runs_dir}",
-        "",
-        f"{len(records)} runs; {len(atari)} Atari, {len(mujoco)} other.",
-        "",
-    ]
-    plots = learning_curves(records, out)
-    if mujoco:
-        envs = sorted({r["env_id"] for r in mujoco})
-        random_scores = (
-            read_random_scores(args.random_scores)
-            if args.random_scores
-            else measure_random_scores(envs)
-        )
-        lines += mujoco_section(mujoco, random_scores)
-    if atari:
-        atari_lines, atari_plots = atari_section(atari, args, out)
-        lines += atari_lines
-        plots += atari_plots
-    lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {out / 'report.md'} and {len(plots)} plots")
-    if args.wandb:
-        publish_to_wandb(args, runs_dir, out, records, plots)
+        if args.wandb:
+            publish_to_wandb(args, preset, out, rows, plots, page=out / f"{preset}.md")
 
 
 def publish_to_wandb(
-    args: Args, runs_dir: Path, out: Path, records: list[dict], plots: list[Path]
+    args: Args, name: str, out: Path, rows: list[dict], plots: list[Path], page: Path | None = None
 ) -> None:
     """Publish the report to W&B; a W&B failure is a warning, the files in ``out`` stay the result.
 
@@ -437,12 +268,13 @@ def publish_to_wandb(
 
     mode = os.environ.get("WANDB_MODE") or ("online" if wandb_has_credentials() else "offline")
     try:
-        run = log_report_run(args, runs_dir, out, records, plots, mode)
+        page = page or out / "report.md"
+        run = log_report_run(args, name, page, rows, plots, mode)
         if mode != "online":
             print(f"published to W&B offline: {run.settings.sync_dir} (wandb sync it; "
                   "the W&B Report needs the online service, run --wandb again when online)")  # fmt: skip
             return
-        report = wandb_report((out / "report.md").read_text(), run.entity, run.project, run.url)
+        report = wandb_report(page.read_text(), run.entity, run.project, run.url)
         report.save()
         print(f"published to W&B: report {report.url}, report run {run.url}")
     except Exception as error:  # the local report is already written
@@ -454,7 +286,7 @@ def publish_to_wandb(
 
 
 def log_report_run(
-    args: Args, runs_dir: Path, out: Path, records: list[dict], plots: list[Path], mode: str
+    args: Args, name: str, page: Path, rows: list[dict], plots: list[Path], mode: str
 ):
     """A W&B run of job type "report": the Markdown as HTML, the plots, the runs as a table."""
     import html
@@ -462,25 +294,26 @@ def log_report_run(
     import wandb
 
     run = wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, job_type="report",
-                     name=f"report-{runs_dir.name}", dir=str(out), mode=mode,
+                     name=f"report-{name}", dir=str(page.parent), mode=mode,
                      settings=wandb.Settings(init_timeout=60, silent=True))  # fmt: skip
     columns = [
         "env_id",
-        "exp_name",
+        "variant",
         "seed",
+        "status",
         "global_step",
         "mean_return_all_training",
         "mean_return_last_100",
         "sps",
     ]
-    table = wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in records])
-    markdown = (out / "report.md").read_text()
+    table = wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])
+    markdown = page.read_text()
     run.log({
         "report": wandb.Html(f"<pre>{html.escape(markdown)}</pre>"),
         "runs": table,
         **{f"plots/{p.stem}": wandb.Image(str(p)) for p in plots},
     })  # fmt: skip
-    run.save(str(out / "report.md"), base_path=str(out), policy="now")
+    run.save(str(page), base_path=str(page.parent), policy="now")
     return run
 
 
@@ -513,10 +346,5 @@ def wandb_report(markdown: str, entity: str, project: str, report_run_url: str):
     )
 
 
-def read_random_scores(path: str) -> dict[str, float]:
-    with open(path) as handle:
-        return {row["env_id"]: float(row["score"]) for row in csv.DictReader(handle)}
-
-
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(parse_args(Args, validate))

@@ -12,12 +12,21 @@ import pytest
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
+import atari_tables  # noqa: E402
 import report  # noqa: E402
+import table1  # noqa: E402
 
 
 def rec(env_id, variant, seed, last, whole=None):
-    return {"env_id": env_id, "exp_name": variant, "seed": seed, "mean_return_last_100": last,
+    """A result row as the record holds it."""
+    return {"env_id": env_id, "variant": variant, "seed": seed, "mean_return_last_100": last,
             "mean_return_all_training": last if whole is None else whole}  # fmt: skip
+
+
+def summary_of(row):
+    """The summary.json a trainer would have written for this row."""
+    return {"exp_name": row["variant"], "finished": True, "global_step": 100, "total_timesteps": 100,
+            **{k: v for k, v in row.items() if k != "variant"}}  # fmt: skip
 
 
 def test_normalized_scores_by_hand():
@@ -26,7 +35,7 @@ def test_normalized_scores_by_hand():
         rec("B-v5", "x", 1, 0.0), rec("B-v5", "x", 2, 100.0), rec("B-v5", "y", 1, -100.0), rec("B-v5", "y", 2, -50.0),
         rec("C-v5", "x", 1, 7.0),  # no random score: left out
     ]  # fmt: skip
-    result = report.normalized_scores(records, {"A-v5": 0.0, "B-v5": -100.0})
+    result = table1.normalized_scores(records, {"A-v5": 0.0, "B-v5": -100.0})
     # A: random 0, best = y's mean 40 -> x: 10/40, 20/40; y: 30/40, 50/40.
     # B: random -100, best = x's mean 50 (scale 150) -> x: 100/150, 200/150; y: 0, 50/150.
     assert result["x"]["score"] == pytest.approx(np.mean([0.25, 0.5, 100 / 150, 200 / 150]))
@@ -47,30 +56,33 @@ def test_games_won_with_ties_and_missing_games():
         "G6": {"a2c": 0.0, "acer": 0.0, "ppo": 0.0},
     }
     ours = {"G1": 30.0, "G2": 4.0, "G3": 2.04, "G5": 60.0, "G6": -1.0}
-    won = report.games_won(ours, paper)
+    won = atari_tables.games_won(ours, paper)
     assert (won["a2c"], won["acer"], won["ppo"], won["tie"]) == (1, 0, 1, 3)
     assert won["missing"] == ["G4"]
 
 
 def test_human_normalized_uses_dqn_zoo_scores():
+    from common.scores import human_normalized_score
+
     # Breakout: random 1.7, human 30.5 (dqn_zoo); Pong: random -20.7, human 14.6.
-    assert report.human_normalized(1.7, "Breakout") == pytest.approx(0.0)
-    assert report.human_normalized(30.5, "Breakout") == pytest.approx(1.0)
-    assert report.human_normalized(-3.05, "Pong") == pytest.approx(0.5)
-    assert report.human_normalized(1.0, "NotAGame") is None
+    assert human_normalized_score("Breakout", 1.7) == pytest.approx(0.0)
+    assert human_normalized_score("BreakoutNoFrameskip-v4", 30.5) == pytest.approx(1.0)
+    assert human_normalized_score("ALE/Pong-v5", -3.05) == pytest.approx(0.5)
+    assert human_normalized_score("NotAGame", 1.0) is None
+    assert human_normalized_score("Breakout", None) is None
 
 
 def test_score_matrix_keeps_equal_runs_per_game():
     records = [rec("BreakoutNoFrameskip-v4", "v", s, 30.5) for s in (1, 2, 3)]
     records += [rec("PongNoFrameskip-v4", "v", s, 14.6) for s in (2, 1)]
-    matrix, games = report.score_matrix(records, "mean_return_last_100")
+    matrix, games = atari_tables.score_matrix(records, "mean_return_last_100")
     assert games == ["Breakout", "Pong"]
     assert matrix.shape == (2, 2) and np.allclose(matrix, 1.0)
 
 
 def test_rliable_aggregates_on_known_scores():
     scores = {"const": np.full((3, 5), 0.4), "spread": np.array([[0.0, 0.5, 1.0, 1.5, 2.0]] * 2)}
-    agg = report.rliable_aggregates(scores, reps=200)
+    agg = atari_tables.rliable_aggregates(scores, reps=200)
     for name in ("median", "mean", "iqm"):
         point, low, high = agg["const"][name]
         assert (
@@ -88,7 +100,7 @@ def write_runs(folder, records):
     for i, r in enumerate(records):
         run = folder / f"run{i}"
         run.mkdir(parents=True)
-        (run / "summary.json").write_text(json.dumps(r))
+        (run / "summary.json").write_text(json.dumps(summary_of(r)))
 
 
 def run_report(*flags):
@@ -178,6 +190,7 @@ def test_a_wandb_failure_leaves_the_report_written(tmp_path, monkeypatch, capsys
     args = report.Args(
         runs_dir=str(tmp_path / "runs"), out=str(out), bootstrap_reps=100, wandb=True
     )
+    report.validate(args)
 
     def broken_init(*_, **__):
         raise RuntimeError("no service")

@@ -1,0 +1,95 @@
+"""The sweeps the launcher knows: env ids x seeds x named variants (flag sets), and their labels.
+
+Shared by ``benchmark.py`` (which runs them) and ``report.py`` (which labels their rows as the paper
+does); a module, not a script.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+MUJOCO_TABLE1 = (
+    "HalfCheetah-v5", "Hopper-v5", "InvertedDoublePendulum-v5", "InvertedPendulum-v5",
+    "Reacher-v5", "Swimmer-v5", "Walker2d-v5",
+)  # fmt: skip
+
+# The paper's Table 1 settings: variant name -> (trainer flags, the row label in the paper).
+TABLE1_VARIANTS: dict[str, tuple[list[str], str]] = {
+    "no_clip": (["--objective", "none"], "No clipping or penalty"),
+    "clip_0.1": (["--objective", "clip", "--clip-coef", "0.1"], "Clipping, epsilon = 0.1"),
+    "clip_0.2": (["--objective", "clip", "--clip-coef", "0.2"], "Clipping, epsilon = 0.2"),
+    "clip_0.3": (["--objective", "clip", "--clip-coef", "0.3"], "Clipping, epsilon = 0.3"),
+    "adaptive_kl_0.003": (
+        ["--objective", "adaptive_kl", "--kl-target", "0.003"],
+        "Adaptive KL d_targ = 0.003",
+    ),
+    "adaptive_kl_0.01": (
+        ["--objective", "adaptive_kl", "--kl-target", "0.01"],
+        "Adaptive KL d_targ = 0.01",
+    ),
+    "adaptive_kl_0.03": (
+        ["--objective", "adaptive_kl", "--kl-target", "0.03"],
+        "Adaptive KL d_targ = 0.03",
+    ),
+    "fixed_kl_0.3": (["--objective", "fixed_kl", "--kl-beta", "0.3"], "Fixed KL, beta = 0.3"),
+    "fixed_kl_1": (["--objective", "fixed_kl", "--kl-beta", "1"], "Fixed KL, beta = 1."),
+    "fixed_kl_3": (["--objective", "fixed_kl", "--kl-beta", "3"], "Fixed KL, beta = 3."),
+    "fixed_kl_10": (["--objective", "fixed_kl", "--kl-beta", "10"], "Fixed KL, beta = 10."),
+}
+
+
+def atari49_ids() -> tuple[str, ...]:
+    """The 49 games of the paper's Table 6, as NoFrameskip-v4 ids (baselines/ppo_paper_atari.csv)."""
+    with open(REPO / "baselines" / "ppo_paper_atari.csv") as handle:
+        return tuple(row["gym_id"] for row in csv.DictReader(handle))
+
+
+@dataclass(frozen=True)
+class Preset:
+    trainer: str
+    env_ids: tuple[str, ...]
+    seeds: tuple[int, ...]
+    variants: dict[str, list[str]]
+    common_flags: list[str] = field(default_factory=list)
+    recorded: bool = False
+    """finished runs go into the committed results record (docs/results/records/<preset>/)"""
+
+
+def presets() -> dict[str, Preset]:
+    table1 = {name: flags for name, (flags, _) in TABLE1_VARIANTS.items()}
+    return {
+        "paper-table1": Preset("ppo_continuous", MUJOCO_TABLE1, (1, 2, 3), table1,
+                               ["--total-timesteps", "1000000", "--no-clip-vloss"], recorded=True),
+        "paper-atari49": Preset(
+            "ppo_atari", atari49_ids(), (1, 2, 3),
+            {"ppo_table5": ["--update-epochs", "3", "--vf-coef", "2", "--anneal-clip", "--no-clip-vloss"]},
+            ["--total-timesteps", "10000000"], recorded=True,
+        ),
+        "smoke": Preset(
+            "ppo_continuous", ("Pendulum-v1", "InvertedPendulum-v5"), (1, 2),
+            {"clip_0.2": ["--objective", "clip", "--clip-coef", "0.2"]},
+            ["--total-timesteps", "2048", "--num-steps", "512", "--num-minibatches", "4",
+             "--update-epochs", "2", "--save-every", "1"],
+        ),
+    }  # fmt: skip
+
+
+def variant_label(variant: str) -> str:
+    """The paper's row label of a Table 1 variant, or the variant's own name."""
+    return TABLE1_VARIANTS.get(variant, (None, variant))[1]
+
+
+def variant_order(variant: str) -> int:
+    """Table 1's row order; other variants after it."""
+    return (
+        list(TABLE1_VARIANTS).index(variant) if variant in TABLE1_VARIANTS else len(TABLE1_VARIANTS)
+    )
+
+
+def run_prefix(env_id: str, variant: str, seed: int) -> str:
+    """The start of a sweep run's folder name, ``{env}__{variant}__{seed}__`` (the trainer adds the time)."""
+    return f"{env_id.replace('/', '-')}__{variant}__{seed}__"

@@ -1,0 +1,186 @@
+"""The results record: a compact, committed account of every finished run of a sweep.
+
+Run folders (checkpoints, event files) are too big for git and die with the machine they ran on.
+What a result needs survives here instead, one folder per preset under ``docs/results/records/``:
+
+- ``runs.csv``: one row per run: env, variant, seed, status, steps, the paper's two scores (mean
+  return over all of training and over the last 100 episodes), wall time, SPS, commit and host.
+- ``curves.jsonl``: one line per run, its learning curve: episode returns against env steps,
+  averaged over consecutive episodes down to at most ``CURVE_POINTS`` points.
+
+The launcher (``benchmark.py``) adds a run when it finishes and skips runs the record holds, so a
+sweep re-launched on a fresh machine runs only what is missing; ``report.py`` builds every table
+and plot from the record alone. A module, not a script.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common.files import atomic_write_bytes
+
+REPO = Path(__file__).resolve().parents[1]
+RECORDS = REPO / "docs" / "results" / "records"
+CURVE_POINTS = 300
+# Statuses a record keeps: a run that ended by itself. A stopped run resumes; it is not a result yet.
+RESULT_STATUSES = ("finished", "diverged")
+
+FIELDS = (
+    "env_id", "variant", "seed", "status", "global_step", "total_timesteps", "episodes",
+    "mean_return_all_training", "mean_return_last_100", "wall_time_s", "sps", "commit", "host",
+    "run_name",
+)  # fmt: skip
+INT_FIELDS = {"seed", "global_step", "total_timesteps", "episodes"}
+FLOAT_FIELDS = {"mean_return_all_training", "mean_return_last_100", "wall_time_s", "sps"}
+
+Key = tuple[str, str, int]  # (env_id, variant, seed)
+
+
+def key_of(row: dict[str, Any]) -> Key:
+    return (row["env_id"], row["variant"], int(row["seed"]))
+
+
+@dataclass
+class Record:
+    """The rows and curves of one preset's record folder."""
+
+    folder: Path
+    rows: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    curves: dict[Key, dict[str, list]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Record:
+        """The record in ``folder``; empty when the folder or its files do not exist yet."""
+        record = cls(Path(folder))
+        runs = record.folder / "runs.csv"
+        if runs.is_file():
+            with open(runs, newline="") as handle:
+                for raw in csv.DictReader(handle):
+                    row = parse_row(raw)
+                    record.rows[key_of(row)] = row
+        curves = record.folder / "curves.jsonl"
+        if curves.is_file():
+            for line in curves.read_text().splitlines():
+                if line.strip():
+                    entry = json.loads(line)
+                    record.curves[key_of(entry)] = {
+                        "steps": entry["steps"],
+                        "returns": entry["returns"],
+                    }
+        return record
+
+    def __contains__(self, key: Key) -> bool:
+        return key in self.rows
+
+    def add(self, row: dict[str, Any], curve: dict[str, list]) -> None:
+        self.rows[key_of(row)] = row
+        self.curves[key_of(row)] = curve
+
+    def save(self) -> None:
+        """Write both files in a stable order (env, variant, seed), each atomically."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for key in sorted(self.rows):
+            writer.writerow({name: format_cell(self.rows[key].get(name)) for name in FIELDS})
+        atomic_write_bytes(self.folder / "runs.csv", text.getvalue().encode())
+        lines = [
+            json.dumps({"env_id": k[0], "variant": k[1], "seed": k[2], **self.curves[k]})
+            for k in sorted(self.curves)
+        ]
+        atomic_write_bytes(self.folder / "curves.jsonl", ("\n".join(lines) + "\n").encode())
+
+    def results(self) -> list[dict[str, Any]]:
+        """Every row with its curve attached (``row["curve"]``), in the record's order."""
+        return [{**self.rows[k], "curve": self.curves.get(k)} for k in sorted(self.rows)]
+
+
+def format_cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}" if abs(value) >= 1e5 else f"{round(value, 4)}"
+    return str(value)
+
+
+def parse_row(raw: dict[str, str]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for name in FIELDS:
+        text = raw.get(name, "")
+        if name in INT_FIELDS:
+            row[name] = int(text) if text else None
+        elif name in FLOAT_FIELDS:
+            row[name] = float(text) if text else None
+        else:
+            row[name] = text or None
+    return row
+
+
+def status_of(summary: dict[str, Any]) -> str:
+    """``finished``, ``diverged`` or ``stopped``; summaries older than the status field say only finished."""
+    if summary.get("status"):
+        return str(summary["status"])
+    return "finished" if summary.get("finished") else "stopped"
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def result_of_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, list]]:
+    """A run folder's record row and its downsampled learning curve (from its TensorBoard events)."""
+    run_dir = Path(run_dir)
+    summary = read_summary(run_dir)
+    if summary is None:
+        raise ValueError(f"{run_dir} has no readable summary.json")
+    row = {name: summary.get(name) for name in FIELDS}
+    row.update(
+        variant=summary["exp_name"],
+        status=status_of(summary),
+        wall_time_s=summary.get("wall_time_s"),
+        run_name=run_dir.name,
+        commit=summary.get("commit") or "unknown",
+        host=summary.get("host") or "unknown",
+    )
+    steps, returns = episode_returns(run_dir)
+    return row, downsample(steps, returns)
+
+
+def episode_returns(run_dir: Path) -> tuple[list[int], list[float]]:
+    """Every ``charts/episodic_return`` the run logged: (env steps, returns)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
+    if "charts/episodic_return" not in events.Tags()["scalars"]:
+        return [], []
+    points = events.Scalars("charts/episodic_return")
+    return [p.step for p in points], [p.value for p in points]
+
+
+def downsample(
+    steps: list[int], returns: list[float], points: int = CURVE_POINTS
+) -> dict[str, list]:
+    """At most ``points`` points: consecutive episodes averaged in equal groups (all kept if fewer)."""
+    if len(steps) <= points:
+        return {"steps": [int(s) for s in steps], "returns": [round(float(r), 3) for r in returns]}
+    groups = np.array_split(np.arange(len(steps)), points)
+    step_array, return_array = (
+        np.asarray(steps, dtype=np.float64),
+        np.asarray(returns, dtype=np.float64),
+    )
+    return {
+        "steps": [int(round(step_array[g].mean())) for g in groups],
+        "returns": [round(float(return_array[g].mean()), 3) for g in groups],
+    }

@@ -1,0 +1,190 @@
+"""The paper's Table 1 from result rows: normalised scores, bootstrap intervals, ranks, random scores.
+
+Section 6.1 of the paper: each run scores the mean return of its last 100 episodes; per env the
+scores are shifted and scaled so that a random policy scores 0 and the best setting (its mean over
+seeds) scores 1; a setting's score is the average over its runs (envs x seeds). A module, not a
+script: ``report.py`` and ``measure_random_scores.py`` use it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from presets import REPO, variant_label, variant_order
+
+from common.files import atomic_write_bytes
+
+BASELINES = REPO / "baselines"
+METRIC = "mean_return_last_100"
+
+
+def paper_table1() -> dict[str, float]:
+    """The paper's normalised score per setting label (baselines/ppo_paper_table1_surrogates.csv)."""
+    with open(BASELINES / "ppo_paper_table1_surrogates.csv") as handle:
+        return {
+            row["algorithm_setting"]: float(row["avg_normalized_score"])
+            for row in csv.DictReader(handle)
+        }
+
+
+def scored(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with a finite last-100 score (a run that never finished an episode has none)."""
+    return [r for r in rows if r.get(METRIC) is not None and np.isfinite(r[METRIC])]
+
+
+def normalized_runs(
+    rows: list[dict[str, Any]], random_scores: dict[str, float]
+) -> dict[str, dict[str, list[float]]]:
+    """Variant -> env -> the normalised score of each of its runs (envs without a random score
+    are left out). Per env, 1 is the best variant's mean over seeds and 0 the random policy."""
+    by_env: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in sorted(scored(rows), key=lambda r: r["seed"]):
+        if r["env_id"] in random_scores:
+            by_env[r["env_id"]][r["variant"]].append(r[METRIC])
+    result: dict[str, dict[str, list[float]]] = defaultdict(dict)
+    for env_id, variants in by_env.items():
+        best = max(np.mean(scores) for scores in variants.values())
+        low = random_scores[env_id]
+        scale = best - low if best != low else 1.0
+        for variant, scores in variants.items():
+            result[variant][env_id] = [(s - low) / scale for s in scores]
+    return dict(result)
+
+
+def normalized_scores(
+    rows: list[dict[str, Any]], random_scores: dict[str, float]
+) -> dict[str, dict]:
+    """Per variant: its mean normalised score over runs, the run count, and per env the mean."""
+    return {
+        variant: {
+            "score": float(np.mean([s for runs in per_env.values() for s in runs])),
+            "runs": sum(len(runs) for runs in per_env.values()),
+            "per_env": {env: float(np.mean(runs)) for env, runs in per_env.items()},
+        }
+        for variant, per_env in normalized_runs(rows, random_scores).items()
+    }
+
+
+def bootstrap_interval(
+    per_env: dict[str, list[float]], reps: int = 10_000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """A percentile bootstrap interval of the mean normalised score, resampling seeds within each
+    env (stratified, as rliable does), so every resample keeps the setting's mix of envs."""
+    rng = np.random.default_rng(seed)
+    strata = [np.asarray(runs, dtype=np.float64) for _, runs in sorted(per_env.items())]
+    total = sum(len(s) for s in strata)
+    sums = np.zeros(reps)
+    for runs in strata:
+        picks = rng.integers(0, len(runs), size=(reps, len(runs)))
+        sums += runs[picks].sum(axis=1)
+    means = sums / total
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
+def ranks(scores: dict[str, float]) -> dict[str, int]:
+    """1 for the highest score; ties share the better rank."""
+    ordered = sorted(scores.values(), reverse=True)
+    return {name: ordered.index(value) + 1 for name, value in scores.items()}
+
+
+def fmt(x: float | None, digits: int = 2) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def table1_lines(
+    rows: list[dict[str, Any]], random_scores: dict[str, float], expected_runs: int | None = None
+) -> list[str]:
+    """Markdown: Table 1 beside the paper's column, with intervals and ranks, then per env."""
+    per_variant = normalized_runs(rows, random_scores)
+    ours = normalized_scores(rows, random_scores)
+    paper = paper_table1()
+    variants = sorted(ours, key=lambda v: (variant_order(v), v))
+    our_ranks = ranks({v: ours[v]["score"] for v in variants})
+    paper_ranks = ranks({v: paper[variant_label(v)] for v in variants if variant_label(v) in paper})
+    diverged = defaultdict(int)
+    for r in rows:
+        if r.get("status") == "diverged":
+            diverged[r["variant"]] += 1
+    counted = sum(d["runs"] for d in ours.values())
+    lines = [
+        "Score: mean return over the last 100 episodes; per env, random policy = 0 and the best "
+        "setting (mean over seeds) = 1; averaged over the runs (envs x seeds) of each setting. "
+        "Interval: 95% percentile bootstrap of that mean, resampling seeds within each env.",
+        "",
+        f"Runs counted: {counted}" + (f" of {expected_runs}" if expected_runs else "") + ".",
+        "",
+        "| setting | ours | 95% interval | runs | diverged | rank | paper | paper rank |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for v in variants:
+        low, high = bootstrap_interval(per_variant[v])
+        label = variant_label(v)
+        lines.append(
+            f"| {label} | {fmt(ours[v]['score'])} | [{fmt(low)}, {fmt(high)}] | {ours[v]['runs']} "
+            f"| {diverged[v]} | {our_ranks[v]} | {fmt(paper.get(label))} | {paper_ranks.get(v, 'n/a')} |"
+        )
+    envs = sorted({e for d in ours.values() for e in d["per_env"]})
+    lines += ["", "Per env (normalised mean over seeds):", "",
+              "| setting | " + " | ".join(envs) + " |", "|---" * (len(envs) + 1) + "|"]  # fmt: skip
+    for v in variants:
+        lines.append(f"| {v} | " + " | ".join(fmt(ours[v]["per_env"].get(e)) for e in envs) + " |")
+    lines += ["", "Raw scores (mean over seeds of the last-100 return):", "",
+              "| setting | " + " | ".join(envs) + " |", "|---" * (len(envs) + 1) + "|"]  # fmt: skip
+    for v in variants:
+        cells = []
+        for e in envs:
+            values = [r[METRIC] for r in scored(rows) if r["variant"] == v and r["env_id"] == e]
+            cells.append(f"{np.mean(values):.1f} (n={len(values)})" if values else "n/a")
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    lines += ["", "Random-policy scores (the 0): " + ", ".join(
+        f"{e} {s:.1f}" for e, s in sorted(random_scores.items()) if e in envs), ""]  # fmt: skip
+    return lines
+
+
+# ---------------------------------------------------------------- random-policy scores
+
+
+def measure_random_scores(
+    env_ids: list[str], episodes: int = 100, seed: int = 0
+) -> dict[str, dict]:
+    """Uniformly random actions, ``episodes`` whole episodes per env: mean and std of the return."""
+    import gymnasium as gym
+
+    scores = {}
+    for env_id in env_ids:
+        env = gym.make(env_id)
+        env.action_space.seed(seed)
+        returns = []
+        for episode in range(episodes):
+            env.reset(seed=seed + episode)
+            total, done = 0.0, False
+            while not done:
+                _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+        env.close()
+        scores[env_id] = {"score": float(np.mean(returns)), "std": float(np.std(returns)),
+                          "episodes": episodes, "seed": seed}  # fmt: skip
+    return scores
+
+
+def write_random_scores(path: str | Path, scores: dict[str, dict]) -> None:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["env_id", "score", "std", "episodes", "seed"])
+    for env_id, s in sorted(scores.items()):
+        writer.writerow([env_id, f"{s['score']:.3f}", f"{s['std']:.3f}", s["episodes"], s["seed"]])
+    atomic_write_bytes(path, text.getvalue().encode())
+
+
+def read_random_scores(path: str | Path) -> dict[str, float]:
+    """env_id -> mean random-policy return, from a CSV with columns env_id and score."""
+    with open(path) as handle:
+        return {row["env_id"]: float(row["score"]) for row in csv.DictReader(handle)}

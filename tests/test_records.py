@@ -1,0 +1,127 @@
+"""The results record: rows and curves survive a round trip, curves are downsampled honestly, and
+the launcher plans exactly the runs the record lacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+import records  # noqa: E402
+
+LAUNCHER = str(REPO / "scripts" / "benchmark.py")
+
+
+def row(env_id, variant, seed, last=1.0, status="finished"):
+    return {"env_id": env_id, "variant": variant, "seed": seed, "status": status,
+            "global_step": 1_000_000, "total_timesteps": 1_000_000, "episodes": 500,
+            "mean_return_all_training": None if last is None else last / 2, "mean_return_last_100": last, "wall_time_s": 300.5,
+            "sps": 3327.8, "commit": "abc123", "host": "test host, 2 cores",
+            "run_name": f"{env_id}__{variant}__{seed}__1"}  # fmt: skip
+
+
+def test_record_round_trip(tmp_path):
+    record = records.Record(tmp_path / "rec")
+    record.add(
+        row("Hopper-v5", "clip_0.2", 2, last=2345.678), {"steps": [10, 20], "returns": [1.5, 2.5]}
+    )
+    record.add(
+        row("Hopper-v5", "clip_0.2", 1, last=None, status="diverged"), {"steps": [], "returns": []}
+    )
+    record.save()
+    loaded = records.Record.load(tmp_path / "rec")
+    assert list(loaded.rows) == [("Hopper-v5", "clip_0.2", 1), ("Hopper-v5", "clip_0.2", 2)]
+    assert loaded.rows[("Hopper-v5", "clip_0.2", 2)] == row(
+        "Hopper-v5", "clip_0.2", 2, last=2345.678
+    )
+    assert loaded.rows[("Hopper-v5", "clip_0.2", 1)]["mean_return_last_100"] is None
+    assert loaded.rows[("Hopper-v5", "clip_0.2", 1)]["status"] == "diverged"
+    assert loaded.curves[("Hopper-v5", "clip_0.2", 2)] == {"steps": [10, 20], "returns": [1.5, 2.5]}
+    # Saving what was loaded writes the same bytes: the record is stable under git.
+    before = {p.name: p.read_bytes() for p in (tmp_path / "rec").iterdir()}
+    loaded.save()
+    assert before == {p.name: p.read_bytes() for p in (tmp_path / "rec").iterdir()}
+
+
+def test_downsample_averages_consecutive_episodes():
+    steps, returns = list(range(0, 1000, 10)), [float(i) for i in range(100)]
+    assert records.downsample(steps, returns, points=200) == {"steps": steps, "returns": returns}
+    curve = records.downsample(steps, returns, points=10)
+    assert len(curve["steps"]) == 10
+    assert curve["steps"][0] == 45 and curve["returns"][0] == 4.5  # episodes 0-9 averaged
+    assert curve["returns"][-1] == 94.5
+    assert np.all(np.diff(curve["steps"]) > 0)
+
+
+def test_launcher_plans_exactly_the_runs_missing_from_the_record(tmp_path):
+    """A fresh machine (no run folders) with a record of some finished runs plans the rest."""
+    record = records.Record(tmp_path / "record")
+    done = [("Hopper-v5", "clip_0.2", 1), ("Hopper-v5", "clip_0.2", 3), ("Swimmer-v5", "no_clip", 2),
+            ("HalfCheetah-v5", "fixed_kl_10", 1)]  # fmt: skip
+    for env_id, variant, seed in done:
+        record.add(row(env_id, variant, seed), {"steps": [1], "returns": [0.0]})
+    record.add(row("Walker2d-v5", "no_clip", 1, status="diverged"), {"steps": [], "returns": []})
+    record.save()
+    result = subprocess.run(
+        [sys.executable, LAUNCHER, "--preset", "paper-table1", "--dry-run", "--runs-dir", str(tmp_path / "runs"),
+         "--record-dir", str(tmp_path / "record")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "231 runs: 5 in the record, 0 finished, 0 to resume, 226 new" in result.stdout
+    planned = set()
+    for line in result.stdout.splitlines():
+        if line.startswith("[new]"):
+            words = line.split()
+            planned.add((words[words.index("--env-id") + 1], words[words.index("--exp-name") + 1],
+                         int(words[words.index("--seed") + 1])))  # fmt: skip
+    sys.path.insert(0, str(REPO / "scripts"))
+    from presets import MUJOCO_TABLE1, TABLE1_VARIANTS
+
+    everything = {(e, v, s) for e in MUJOCO_TABLE1 for v in TABLE1_VARIANTS for s in (1, 2, 3)}
+    assert planned == everything - set(done) - {("Walker2d-v5", "no_clip", 1)}
+
+
+def test_a_sweep_records_its_runs_and_a_relaunch_elsewhere_runs_nothing(tmp_path):
+    """Runs land in the record as they finish, with their curves; a second machine (another
+    runs folder) given the same record runs none of them again."""
+    flags = [
+        "--preset",
+        "smoke",
+        "--env-ids",
+        "Pendulum-v1",
+        "--record-dir",
+        str(tmp_path / "record"),
+    ]
+    first = subprocess.run([sys.executable, LAUNCHER, *flags, "--runs-dir", str(tmp_path / "a")],
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    record = records.Record.load(tmp_path / "record")
+    assert sorted(record.rows) == [("Pendulum-v1", "clip_0.2", 1), ("Pendulum-v1", "clip_0.2", 2)]
+    for key, r in record.rows.items():
+        summary = json.loads(
+            next(
+                (tmp_path / "a").glob(f"Pendulum-v1__clip_0.2__{key[2]}__*/summary.json")
+            ).read_text()
+        )
+        assert r["mean_return_last_100"] == pytest.approx(summary["mean_return_last_100"], abs=1e-3)
+        assert (
+            r["status"] == "finished"
+            and r["global_step"] == 2048
+            and r["commit"] == summary["commit"]
+        )
+        curve = record.curves[key]
+        assert len(curve["steps"]) == summary["episodes"] == 10  # 2048 steps of 200-step episodes
+        assert curve["steps"][0] == 200 and np.mean(curve["returns"]) == pytest.approx(
+            summary["mean_return_all_training"], abs=1e-2
+        )
+    second = subprocess.run([sys.executable, LAUNCHER, *flags, "--runs-dir", str(tmp_path / "b")],
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert second.returncode == 0
+    assert "2 runs: 2 in the record, 0 finished, 0 to resume, 0 new" in second.stdout
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").glob("Pendulum*"))
