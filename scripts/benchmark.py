@@ -50,6 +50,8 @@ class Args:
     """the results record to add finished runs to and skip runs from (default: docs/results/records/<preset> for the paper presets without --extra)"""
     no_record: bool = False
     """keep no results record (the run folders alone say what is done)"""
+    record_only: bool = False
+    """add the runs that ended in --runs-dir to the record, start none (e.g. for runs launched elsewhere)"""
     workers: int = 1
     """local runs at the same time"""
     # SLURM (through submitit); without --slurm-partition the runs are local processes
@@ -325,6 +327,12 @@ def main(args: Args) -> int:
     for run in runs:
         if run.state == "finished":
             record_run(record, run)  # ended before the record knew it
+    if args.record_only:
+        print(
+            f"recorded {count['finished']} runs"
+            + (f" in {record.folder}" if record else " (no record: nothing written)")
+        )
+        return 0
     if not todo:
         return 0
     log_dir = runs_dir / "logs"

@@ -125,3 +125,18 @@ def test_a_sweep_records_its_runs_and_a_relaunch_elsewhere_runs_nothing(tmp_path
     assert second.returncode == 0
     assert "2 runs: 2 in the record, 0 finished, 0 to resume, 0 new" in second.stdout
     assert not (tmp_path / "b").exists() or not any((tmp_path / "b").glob("Pendulum*"))
+
+
+def test_record_only_adds_finished_runs_and_starts_none(tmp_path):
+    """Runs that ended in a runs folder (launched elsewhere) are recorded; nothing else runs."""
+    runs = tmp_path / "runs"
+    flags = ["--preset", "smoke", "--env-ids", "Pendulum-v1", "--runs-dir", str(runs)]
+    first = subprocess.run([sys.executable, LAUNCHER, *flags, "--seeds", "1", "--no-record"],
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert first.returncode == 0, first.stdout[-2000:]
+    only = subprocess.run([sys.executable, LAUNCHER, *flags, "--record-dir", str(tmp_path / "record"), "--record-only"],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert only.returncode == 0, only.stdout[-2000:] + only.stderr[-2000:]
+    assert "2 runs: 0 in the record, 1 finished, 0 to resume, 1 new" in only.stdout
+    assert sorted(records.Record.load(tmp_path / "record").rows) == [("Pendulum-v1", "clip_0.2", 1)]
+    assert len(list(runs.glob("Pendulum-v1__*"))) == 1  # seed 2 was not started
