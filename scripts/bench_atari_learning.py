@@ -24,6 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import tyro
+from welch import backend_gap
+
+from common.scores import game_name, human_random_scores
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,12 +50,6 @@ class BenchArgs:
     reuse: bool = False
     """use a run of the same game that already finished in runs_dir instead of training that backend
     and seed again (to finish an interrupted benchmark); it must have been run with the same flags"""
-
-
-def human_random(env_id: str) -> tuple[float, float] | None:
-    from common.scores import game_name, human_random_scores
-
-    return human_random_scores().get(game_name(env_id))
 
 
 def finished_run(runs: Path, env_id: str) -> Path | None:
@@ -95,24 +92,6 @@ def moving_average(values: np.ndarray, window: int = 100) -> np.ndarray:
     return (cumulative[1:] - cumulative[starts]) / counts
 
 
-def backend_gap(first: list[float], second: list[float]) -> tuple[float, float, float]:
-    """Mean of ``first`` minus mean of ``second`` (one score per seed), the standard error of that
-    difference, and the two-sided p-value of Welch's t-test (unequal variances).
-
-    Two constant samples (no spread at all) have no t statistic: p is 1 if they are equal, else 0.
-    """
-    from scipy import stats
-
-    gap = statistics.mean(first) - statistics.mean(second)
-    error = (
-        statistics.variance(first) / len(first) + statistics.variance(second) / len(second)
-    ) ** 0.5
-    if error == 0:
-        return gap, error, 1.0 if gap == 0 else 0.0
-    p_value = stats.ttest_ind(first, second, equal_var=False).pvalue
-    return gap, error, float(p_value)
-
-
 def main(args: BenchArgs) -> None:
     import matplotlib
 
@@ -129,7 +108,7 @@ def main(args: BenchArgs) -> None:
             steps, returns = episode_curve(run_dir)
             label = backend if seed == args.seeds[0] else None  # one legend entry per backend
             ax.plot(steps, moving_average(returns), color=f"C{colour}", alpha=0.8, label=label)
-    ref = human_random(args.env_id)
+    ref = human_random_scores().get(game_name(args.env_id))
     if ref:
         ax.axhline(ref[0], color="grey", linestyle=":", label=f"random ({ref[0]})")
     ax.set_xlabel("environment steps")

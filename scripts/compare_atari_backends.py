@@ -14,20 +14,15 @@ the frame cap) give equal distributions; a difference in any of them moves at le
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+from welch import backend_gap
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench_atari_learning import backend_gap, human_random  # noqa: E402
-
-from common.cli import UsageError, parse_args, require_choice, require_positive  # noqa: E402
-from ppo_atari.envs import (  # noqa: E402
+from common.cli import UsageError, parse_args, require_choice, require_positive
+from common.scores import game_name, human_random_scores
+from ppo_atari.envs import (
     BACKENDS,
     GameTracker,
     atari_spec,
@@ -97,7 +92,7 @@ def main(args: CompareArgs) -> None:
         per_backend[backend] = play_random_games(backend, args)
         print(f"{backend}: {args.games} games in {time.time() - start:.0f} s", flush=True)
 
-    ref = human_random(args.env_id)
+    ref = human_random_scores().get(game_name(args.env_id))
     print(f"\n{args.env_id}, uniform random policy, {args.games} whole games per backend "
           f"(published random score: {ref[0] if ref else 'n/a'}; other protocol)")  # fmt: skip
     for name in MEASURES:

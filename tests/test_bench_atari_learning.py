@@ -15,7 +15,8 @@ import pytest
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
-from bench_atari_learning import backend_gap, finished_run  # noqa: E402
+from bench_atari_learning import finished_run  # noqa: E402
+from welch import backend_gap  # noqa: E402
 
 SCRIPT = str(REPO / "scripts" / "bench_atari_learning.py")
 
