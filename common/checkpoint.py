@@ -19,10 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from common.cli import exit_usage
+from common.cli import UsageError, exit_usage
 from common.episodes import EpisodeLog
-from common.files import atomic_write_bytes, atomic_write_json
+from common.files import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
+from common.losses import anneal_fraction
 from common.runtime import code_version, host_description
+from common.validation import check_values, require_writable_dir
 
 FORMAT_VERSION = 1
 LATEST = "latest.pt"
@@ -33,6 +35,10 @@ RESUMABLE_FLAGS = frozenset({
     "torch_threads", "track", "wandb_project_name", "wandb_entity", "wandb_group", "wandb_tags",
     "capture_video",
 })  # fmt: skip
+
+# What every checkpoint of this format holds; a dict without one of these is not one of ours.
+REQUIRED_KEYS = ("trainer", "run_name", "args", "model", "optimizer", "run", "normalizers", "rng")
+REQUIRED_RUN_KEYS = ("global_step", "iteration", "wall_time", "kl_beta", "wandb_run_id", "episodes")
 
 
 @dataclass
@@ -45,6 +51,9 @@ class RunState:
     iteration: int = 0
     wall_time: float = 0.0
     wandb_run_id: str | None = None
+    # The annealing schedule's anchor: alpha falls on a line from (iteration, alpha) to 0 at
+    # iteration N + 1. A new run starts at (1, 1.0); a resume with another N re-anchors it.
+    anneal_anchor: tuple[int, float] = (1, 1.0)
 
 
 @dataclass
@@ -95,6 +104,8 @@ def load_checkpoint(
         exit_usage(
             f"{flag}: {file} has checkpoint format {data['format_version']}, this version reads {FORMAT_VERSION}; use the project version that wrote it"
         )
+    if not _has_required_keys(data):
+        exit_usage(f"{flag}: {file} is not a checkpoint of this project (parts of it are missing)")
     if trainer is not None and data["trainer"] != trainer:
         exit_usage(
             f"{flag}: {file} was written by {data['trainer']}, not {trainer}; use that trainer's script"
@@ -103,7 +114,26 @@ def load_checkpoint(
     if args is None:
         return Checkpoint(args=saved, run_name=data["run_name"], data=data, file=file)
     merged = _merge_resume_args(args, saved, flag, flags_on_command_line(sys.argv[1:]))
-    return Checkpoint(args=type(args)(**merged), run_name=data["run_name"], data=data, file=file)
+    ckpt = Checkpoint(args=type(args)(**merged), run_name=data["run_name"], data=data, file=file)
+    try:  # the flags that may change on a resume, against the saved values of the others
+        check_values(ckpt.args)
+        require_writable_dir(ckpt.run_dir(ckpt.args.runs_dir), flag)
+    except UsageError as err:
+        exit_usage(str(err))
+    return ckpt
+
+
+def _has_required_keys(data: dict[str, Any]) -> bool:
+    run, args = data.get("run"), data.get("args")
+    return (
+        all(key in data for key in REQUIRED_KEYS)
+        and isinstance(run, dict)
+        and all(key in run for key in REQUIRED_RUN_KEYS)
+        and isinstance(args, dict)
+        and "env_id" in args
+        and isinstance(data["model"], dict)
+        and isinstance(data["normalizers"], dict)
+    )
 
 
 def flags_on_command_line(argv: list[str]) -> set[str]:
@@ -138,6 +168,22 @@ def _merge_resume_args(
         if isinstance(getattr(defaults, name, None), tuple):
             merged[name] = tuple(value)
     return merged
+
+
+def open_checkpoints(args: Any, trainer: str) -> tuple[Any, Checkpoint | None, Checkpoint | None]:
+    """The arguments to run with, the checkpoint a resume continues, the one a warm start reads.
+
+    A resumed run needs nothing but its own checkpoint: the ``--init-from`` it was started with
+    is not read again (it may have moved or gone).
+    """
+    if args.resume:
+        state = load_checkpoint(args.resume, trainer=trainer, args=args)
+        return state.args, state, None
+    if args.init_from:
+        warm_start = load_checkpoint(args.init_from, flag="--init-from")
+        check_init_from(warm_start, trainer, args.env_id)
+        return args, None, warm_start
+    return args, None, None
 
 
 def check_init_from(ckpt: Checkpoint, trainer: str, env_id: str) -> None:
@@ -175,6 +221,8 @@ class Saver:
         self.agent, self.optimizer, self.run = agent, optimizer, run
         self.normalizers = normalizers or {}
         self.keep = keep
+        remove_stale_temporaries(self.folder)  # left by a kill during a save
+        remove_stale_temporaries(self.run_dir)
         self.provenance = {"commit": code_version(), "host": host_description()}
         self.stop_requested = False
         signal.signal(signal.SIGTERM, self._request_stop)
@@ -215,6 +263,7 @@ class Saver:
             "run": {
                 "global_step": run.global_step, "iteration": run.iteration, "wall_time": run.wall_time,
                 "kl_beta": run.kl_beta, "wandb_run_id": run.wandb_run_id, "episodes": run.episodes.state_dict(),
+                "anneal_anchor": list(run.anneal_anchor),
             },
             "normalizers": {
                 name: {"mean": torch.as_tensor(rms.mean), "var": torch.as_tensor(rms.var), "count": float(rms.count)}
@@ -258,6 +307,10 @@ class Saver:
         self.run.wall_time, self.run.kl_beta = saved_run["wall_time"], saved_run["kl_beta"]
         self.run.wandb_run_id = saved_run["wandb_run_id"]
         self.run.episodes.load_state_dict(saved_run["episodes"])
+        self.run.anneal_anchor = continue_anneal(
+            tuple(saved_run.get("anneal_anchor", (1, 1.0))), self.run.iteration,
+            num_iterations(data["args"]), num_iterations(asdict(self.args)),
+        )  # fmt: skip
         rng = data["rng"]
         torch.set_rng_state(rng["torch"])
         np.random.set_state(
@@ -271,12 +324,60 @@ class Saver:
 
 
 def restore_normalizers(normalizers: dict[str, Any], data: dict[str, Any]) -> None:
-    """Copy saved running statistics into live ``RunningMeanStd`` objects, by name."""
+    """Copy saved running statistics into live ``RunningMeanStd`` objects, by name.
+
+    With other names (a warm start with another ``--num-envs``: ``obs_rms_0``, ``obs_rms_1``, ...
+    against ``obs_rms_0`` alone), each live statistic gets the pooled statistics of the saved ones
+    of its kind: what they measure, observations and returns, does not depend on the env count.
+    """
+    saved_all = data["normalizers"]
+    same_envs = set(saved_all) == set(normalizers)
     for name, rms in normalizers.items():
-        saved = data["normalizers"][name]
-        rms.mean = saved["mean"].numpy().astype(np.float64)
-        rms.var = saved["var"].numpy().astype(np.float64)
-        rms.count = saved["count"]
+        if same_envs:
+            mean, var, count = (
+                saved_all[name]["mean"],
+                saved_all[name]["var"],
+                saved_all[name]["count"],
+            )
+        else:
+            kind = name.rsplit("_", 1)[0]
+            mean, var, count = pooled_statistics(
+                [s for n, s in saved_all.items() if n.rsplit("_", 1)[0] == kind]
+            )
+        rms.mean = torch.as_tensor(mean).numpy().astype(np.float64)
+        rms.var = torch.as_tensor(var).numpy().astype(np.float64)
+        rms.count = float(count)
+
+
+def pooled_statistics(stats: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, float]:
+    """Mean, variance and count of the union of the samples behind each ``{mean, var, count}``."""
+    counts = np.array([float(s["count"]) for s in stats])
+    means = np.stack([torch.as_tensor(s["mean"]).numpy().astype(np.float64) for s in stats])
+    variances = np.stack([torch.as_tensor(s["var"]).numpy().astype(np.float64) for s in stats])
+    total = counts.sum()
+    weights = (counts / total).reshape((-1,) + (1,) * (means.ndim - 1))
+    mean = (weights * means).sum(0)
+    var = (weights * (variances + (means - mean) ** 2)).sum(0)
+    return mean, var, float(total)
+
+
+def num_iterations(args: dict[str, Any]) -> int:
+    """Iterations of a run: ``total_timesteps`` in batches of ``num_envs * num_steps``."""
+    return max(1, args["total_timesteps"] // (args["num_envs"] * args["num_steps"]))
+
+
+def continue_anneal(
+    anchor: tuple[int, float], iteration: int, old_iterations: int, new_iterations: int
+) -> tuple[int, float]:
+    """The annealing anchor of a run resumed after ``iteration`` with a new iteration count.
+
+    The schedule continues smoothly: alpha falls on a straight line from the value it had at
+    ``iteration`` to 0 at the new end, instead of jumping to where a run started with the new
+    count would be. With the count unchanged the schedule is the saved one, exactly.
+    """
+    if new_iterations == old_iterations or iteration < 1:
+        return anchor
+    return iteration, anneal_fraction(iteration, old_iterations, anchor)
 
 
 def _python_rng_to_plain(state: tuple) -> list:

@@ -74,17 +74,6 @@ def require_positive(**values: float) -> None:
             raise UsageError(flag(name), f"must be a positive number, got {value}")
 
 
-def require_divides(batch_size: int, num_minibatches: int) -> None:
-    """The batch (num_envs * num_steps) must split into equal minibatches of at least 2 samples
-    (advantages are normalised per minibatch, and the std of one sample is undefined)."""
-    if batch_size % num_minibatches or batch_size // num_minibatches < 2:
-        raise UsageError(
-            "--num-minibatches",
-            f"must divide the batch size num_envs * num_steps = {batch_size} into minibatches of "
-            f"2 or more samples, got {num_minibatches}",
-        )
-
-
 def require_choice(name: str, value: str, allowed: Iterable[str]) -> None:
     """Raise UsageError naming the flag and the allowed values, with a close match if any."""
     allowed = list(allowed)

@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Annotated
 import numpy as np
 import tyro
 
+from common.cli import UsageError
+from common.validation import require_writable_dir
+
 if TYPE_CHECKING:
     from common.checkpoint import Checkpoint
 
@@ -27,9 +30,28 @@ class EvalArgs:
     capture_video: bool = False
     """record the episodes to videos/{run_name}-eval"""
     out: str | None = None
-    """where to write the JSON result (default: eval.json beside the checkpoint folder)"""
+    """where to write the JSON result: a file, or a folder for eval.json (default: the run folder)"""
     cuda: bool = True
     """use CUDA when it is available"""
+
+
+def validate_eval(args: EvalArgs) -> None:
+    """Refuse bad input before the checkpoint is opened (one line, exit code 2)."""
+    if args.episodes < 1:
+        raise UsageError("--episodes", f"must be a positive integer, got {args.episodes}")
+    if not 0 <= args.seed < 2**32:
+        raise UsageError("--seed", f"must be an integer in [0, 2**32 - 1], got {args.seed}")
+    if args.out is not None:
+        out = Path(args.out)
+        require_writable_dir(out if out.is_dir() else out.parent, "--out")
+
+
+def output_file(args: EvalArgs, ckpt: Checkpoint) -> Path:
+    """``--out`` (a file, or a folder to hold eval.json), by default eval.json in the run folder."""
+    if args.out is None:
+        return ckpt.file.parent.parent / "eval.json"
+    out = Path(args.out)
+    return out / "eval.json" if out.is_dir() else out
 
 
 def report(returns: list[float], args: EvalArgs, ckpt: Checkpoint) -> dict:
@@ -45,7 +67,7 @@ def report(returns: list[float], args: EvalArgs, ckpt: Checkpoint) -> dict:
         "std_return": float(np.std(returns)),
         "returns": [float(r) for r in returns],
     }
-    out = Path(args.out) if args.out else ckpt.file.parent.parent / "eval.json"
+    out = output_file(args, ckpt)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     mode = "deterministic" if args.deterministic else "sampled"

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
+
+# mkstemp's names in atomic_write_bytes: prefix ".{name}.", 8 random characters, suffix ".tmp".
+_TEMPORARY = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -49,3 +53,18 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files ``atomic_write_bytes`` left in ``folder`` when killed mid-write.
+
+    Only its own names (``.{name}.XXXXXXXX.tmp``) are removed; returns what was removed. Call it
+    where a single process owns the folder, e.g. when a run (re)starts.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.glob(".*.tmp") if _TEMPORARY.fullmatch(p.name) and p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

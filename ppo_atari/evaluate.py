@@ -10,7 +10,7 @@ import torch
 from common.checkpoint import load_checkpoint
 from common.cli import exit_usage, parse_args
 from common.distributions import sample_categorical
-from common.evaluation import EvalArgs, report
+from common.evaluation import EvalArgs, report, validate_eval
 from common.runtime import pick_device
 from ppo_atari.envs import GameTracker, atari_spec, make_atari_envs
 from ppo_atari.train import Agent
@@ -47,4 +47,4 @@ def evaluate(eval_args: EvalArgs) -> dict:
 
 
 if __name__ == "__main__":
-    evaluate(parse_args(EvalArgs, lambda a: None))
+    evaluate(parse_args(EvalArgs, validate_eval))

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from common.args import RunArgs
-from common.checkpoint import RunState, Saver, check_init_from, load_checkpoint
-from common.cli import default_run_name, parse_args, require_divides, require_positive
+from common.checkpoint import RunState, Saver, open_checkpoints
+from common.cli import default_run_name, parse_args
 from common.distributions import (
     categorical_entropy,
     categorical_kl,
@@ -35,6 +35,7 @@ from common.objectives import Objective, adapt_kl_beta
 from common.runtime import layer_init, pick_device, seed_everything
 from common.scores import human_normalized_score
 from common.tracking import Progress, Tracker, VideoUploader, wandb_settings_from
+from common.validation import check_command_line
 from ppo_atari.envs import GameTracker, atari_spec, make_atari_envs, require_atari_id
 
 
@@ -103,13 +104,9 @@ class Args(RunArgs):
 
 
 def validate(args: Args) -> None:
-    """Refuse bad input before any work starts (one line, exit code 2)."""
-    require_positive(
-        total_timesteps=args.total_timesteps, num_envs=args.num_envs, num_steps=args.num_steps,
-        num_minibatches=args.num_minibatches, update_epochs=args.update_epochs,
-        learning_rate=args.learning_rate,
-    )  # fmt: skip
-    require_divides(args.num_envs * args.num_steps, args.num_minibatches)
+    """Refuse bad input before any work starts (one line, exit code 2); every flag's range is
+    checked in ``common/validation.py``, this adds the env id's."""
+    check_command_line(args)
     if args.resume is None:
         require_atari_id(args.env_id)
 
@@ -139,12 +136,7 @@ class Agent(nn.Module):
 
 
 def main(args: Args) -> None:
-    state = load_checkpoint(args.resume, trainer="ppo_atari", args=args) if args.resume else None
-    if state is not None:
-        args = state.args
-    warm_start = load_checkpoint(args.init_from, flag="--init-from") if args.init_from else None
-    if warm_start is not None:
-        check_init_from(warm_start, "ppo_atari", args.env_id)
+    args, state, warm_start = open_checkpoints(args, "ppo_atari")
     run_name = state.run_name if state else default_run_name(args.env_id, args.exp_name, args.seed)
     run_dir = str(state.run_dir(args.runs_dir)) if state else f"{args.runs_dir}/{run_name}"
     seed_everything(args.seed, args.torch_deterministic)
@@ -203,13 +195,13 @@ def main(args: Args) -> None:
             iter_start = time.time()
             # --8<-- [start:anneal]
             lr = (
-                linear_anneal(args.learning_rate, iteration, num_iterations)
+                linear_anneal(args.learning_rate, iteration, num_iterations, run.anneal_anchor)
                 if args.anneal_lr
                 else args.learning_rate
             )
             optimizer.param_groups[0]["lr"] = lr
             clip_coef = (
-                linear_anneal(args.clip_coef, iteration, num_iterations)
+                linear_anneal(args.clip_coef, iteration, num_iterations, run.anneal_anchor)
                 if args.anneal_clip
                 else args.clip_coef
             )

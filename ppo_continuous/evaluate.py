@@ -13,7 +13,7 @@ import torch
 
 from common.checkpoint import load_checkpoint, restore_normalizers
 from common.cli import exit_usage, parse_args
-from common.evaluation import EvalArgs, report
+from common.evaluation import EvalArgs, report, validate_eval
 from common.runtime import pick_device
 from ppo_continuous.train import Agent, Args, freeze_normalizers, make_envs, normalizers
 
@@ -50,4 +50,4 @@ def evaluate(eval_args: EvalArgs) -> dict:
 
 
 if __name__ == "__main__":
-    evaluate(parse_args(EvalArgs, lambda a: None))
+    evaluate(parse_args(EvalArgs, validate_eval))

@@ -21,15 +21,8 @@ from gymnasium.vector import AutoresetMode
 from torch import nn
 
 from common.args import RunArgs
-from common.checkpoint import RunState, Saver, check_init_from, load_checkpoint
-from common.cli import (
-    UsageError,
-    default_run_name,
-    parse_args,
-    require_divides,
-    require_positive,
-    require_registered_env,
-)
+from common.checkpoint import RunState, Saver, open_checkpoints
+from common.cli import UsageError, default_run_name, parse_args, require_registered_env
 from common.distributions import gaussian_entropy, gaussian_kl, gaussian_log_prob
 from common.episodes import EpisodeLog, run_summary
 from common.gae import advantages_and_returns
@@ -37,6 +30,7 @@ from common.losses import explained_variance, linear_anneal, ppo_loss
 from common.objectives import Objective, adapt_kl_beta
 from common.runtime import layer_init, pick_device, seed_everything
 from common.tracking import Progress, Tracker, VideoUploader, wandb_settings_from
+from common.validation import check_command_line, is_atari_id
 
 
 @dataclass
@@ -94,15 +88,17 @@ class Args(RunArgs):
 
 
 def validate(args: Args) -> None:
-    """Refuse bad input before any work starts (one line, exit code 2)."""
-    require_positive(
-        total_timesteps=args.total_timesteps, num_envs=args.num_envs, num_steps=args.num_steps,
-        num_minibatches=args.num_minibatches, update_epochs=args.update_epochs,
-        learning_rate=args.learning_rate, torch_threads=args.torch_threads,
-    )  # fmt: skip
-    require_divides(args.num_envs * args.num_steps, args.num_minibatches)
+    """Refuse bad input before any work starts (one line, exit code 2); every flag's range is
+    checked in ``common/validation.py``, this adds the env id's."""
+    check_command_line(args)
     if args.resume or args.init_from:
         return  # the checkpoint is checked when it is opened, before any env is built
+    if is_atari_id(args.env_id):
+        raise UsageError(
+            "--env-id",
+            f"{args.env_id!r} is an Atari game; this trainer is for continuous control, "
+            "use ppo_atari/train.py",
+        )
     require_registered_env(args.env_id)
     probe = gym.make(args.env_id)  # one env, only to read its action type
     action_space = probe.action_space
@@ -205,14 +201,7 @@ class Agent(nn.Module):
 
 
 def main(args: Args) -> None:
-    state = (
-        load_checkpoint(args.resume, trainer="ppo_continuous", args=args) if args.resume else None
-    )
-    if state is not None:
-        args = state.args
-    warm_start = load_checkpoint(args.init_from, flag="--init-from") if args.init_from else None
-    if warm_start is not None:
-        check_init_from(warm_start, "ppo_continuous", args.env_id)
+    args, state, warm_start = open_checkpoints(args, "ppo_continuous")
     run_name = state.run_name if state else default_run_name(args.env_id, args.exp_name, args.seed)
     run_dir = str(state.run_dir(args.runs_dir)) if state else f"{args.runs_dir}/{run_name}"
     torch.set_num_threads(args.torch_threads)
@@ -252,7 +241,7 @@ def main(args: Args) -> None:
             iter_start = time.time()
             if args.anneal_lr:
                 optimizer.param_groups[0]["lr"] = linear_anneal(
-                    args.learning_rate, iteration, num_iterations
+                    args.learning_rate, iteration, num_iterations, run.anneal_anchor
                 )
 
             # 1. Run the policy pi_old for T steps in each of the N envs (Algorithm 1).

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import (
@@ -279,7 +280,10 @@ def _snapshot(folder: Path) -> dict:
     return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*.pt")}
 
 
-@pytest.mark.parametrize("problem", ["missing", "corrupt", "truncated", "other_trainer", "version"])
+@pytest.mark.parametrize(
+    "problem",
+    ["missing", "corrupt", "truncated", "other_trainer", "version", "only_version", "no_model"],
+)
 def test_bad_checkpoint_is_one_line_exit_2_and_untouched(problem, pendulum_run, tmp_path):
     good = pendulum_run / "checkpoints" / "latest.pt"
     bad = tmp_path / "bad" / "checkpoints" / "latest.pt"
@@ -298,11 +302,19 @@ def test_bad_checkpoint_is_one_line_exit_2_and_untouched(problem, pendulum_run, 
         data = torch.load(good, weights_only=True)
         data["format_version"] = 999
         torch.save(data, bad)
+    elif problem == "only_version":
+        torch.save({"format_version": 1}, bad)
+    elif problem == "no_model":
+        data = torch.load(good, weights_only=True)
+        del data["model"]
+        torch.save(data, bad)
     before = _snapshot(tmp_path) | _snapshot(pendulum_run)
     result = run_trainer(trainer, "--resume", str(bad), cwd=tmp_path, timeout=120)
     assert_usage_error(result, "--resume")
     expected_word = {"missing": "no checkpoint", "corrupt": "corrupt", "truncated": "corrupt",
-                     "other_trainer": "ppo_continuous", "version": "format"}[problem]  # fmt: skip
+                     "other_trainer": "ppo_continuous", "version": "format",
+                     "only_version": "not a checkpoint of this project",
+                     "no_model": "not a checkpoint of this project"}[problem]  # fmt: skip
     assert expected_word in result.stderr
     assert _snapshot(tmp_path) | _snapshot(pendulum_run) == before
 
@@ -375,3 +387,156 @@ def test_init_from_starts_a_new_run_with_the_weights(pendulum_run, tmp_path):
         new["normalizers"]["obs_rms_0"]["count"] > old["normalizers"]["obs_rms_0"]["count"] + BATCH
     )
     assert scalars(new_run)["charts/SPS"][0][0] == BATCH
+
+
+def test_stale_temporary_files_are_removed_when_a_run_starts(tmp_path, monkeypatch):
+    """A kill during a save leaves atomic_write_bytes' temporary files; the next start deletes them."""
+    from ppo_continuous.train import Args
+
+    monkeypatch.setattr(signal, "signal", lambda *a: None)
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    stale = [folder / ".latest.pt.k3j4h5g6.tmp", folder / ".iter_0000002.pt.a1b2c3d4.tmp",
+             tmp_path / ".summary.json.zz9_x8y7.tmp"]  # fmt: skip
+    kept = [folder / "latest.pt", folder / "notes.tmp", tmp_path / ".my.tmp"]  # not the saver's
+    for path in stale + kept:
+        path.write_bytes(b"x" * 1000)
+    agent, optimizer = _learner(0)
+    Saver(tmp_path, "ppo_continuous", Args(), "run", agent, optimizer, RunState(1.0, EpisodeLog()))
+    assert [p for p in stale if p.exists()] == []
+    assert all(p.exists() for p in kept)
+
+
+def test_continue_anneal_keeps_the_schedule_or_continues_it_smoothly():
+    from common.checkpoint import continue_anneal
+
+    fresh = (1, 1.0)
+    # Same number of iterations: the saved schedule, unchanged.
+    assert continue_anneal(fresh, 3, 8, 8) == fresh
+    # Twice the iterations after 2 of 2: alpha continues on a line from its last value, 1/2.
+    anchor = continue_anneal(fresh, 2, 2, 4)
+    lrs = [linear_anneal(1.0, i, 2) for i in (1, 2)] + [
+        linear_anneal(1.0, i, 4, anchor) for i in (3, 4)
+    ]
+    assert lrs == pytest.approx([1.0, 1 / 2, 1 / 3, 1 / 6])
+    steps = [a - b for a, b in zip(lrs[1:], lrs[2:], strict=False)]
+    assert steps == pytest.approx([1 / 6, 1 / 6])  # one straight line after the resume
+    # A second resume continues from the first one's line.
+    again = continue_anneal(anchor, 3, 4, 6)
+    assert linear_anneal(1.0, 3, 4, anchor) == pytest.approx(linear_anneal(1.0, 3, 6, again))
+    assert linear_anneal(1.0, 4, 6, again) < linear_anneal(1.0, 3, 6, again)
+
+
+@pytest.fixture(scope="module")
+def warm_started_run(pendulum_run, tmp_path_factory) -> tuple[Path, Path]:
+    """Run B, warm-started from a copy of A with another --num-envs, steps and minibatches (2
+    iterations); then A is moved away. Returns (B's run folder, where A was)."""
+    folder = tmp_path_factory.mktemp("warm")
+    source = folder / "source" / pendulum_run.name
+    shutil.copytree(pendulum_run, source)
+    result = run_trainer(
+        "ppo_continuous", "--env-id", "Pendulum-v1", "--num-envs", "2", "--num-steps", "120",
+        "--num-minibatches", "15", "--update-epochs", "1", "--total-timesteps", "480",
+        "--init-from", str(source), "--runs-dir", str(folder / "runs"), cwd=folder,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    shutil.move(source, folder / "moved")
+    return only_run_dir(folder / "runs"), source
+
+
+def test_init_from_with_another_num_envs_carries_the_statistics_over(
+    warm_started_run, pendulum_run
+):
+    run_b, _ = warm_started_run
+    old = load_checkpoint(pendulum_run).data["normalizers"]
+    new = load_checkpoint(run_b).data["normalizers"]
+    assert set(new) == {"obs_rms_0", "obs_rms_1", "return_rms_0", "return_rms_1"}
+    for i in (0, 1):  # each env started from A's statistics, then saw 240 steps of its own
+        assert new[f"obs_rms_{i}"]["count"] > old["obs_rms_0"]["count"] + 240  # and resets
+        assert new[f"return_rms_{i}"]["count"] == pytest.approx(old["return_rms_0"]["count"] + 240)
+
+
+def test_pooled_statistics_equal_those_of_all_samples():
+    from common.checkpoint import pooled_statistics
+
+    rng = np.random.default_rng(0)
+    parts = [rng.normal(i, 1 + i, size=(n, 3)) for i, n in enumerate([50, 7, 200])]
+    stats = [{"mean": torch.tensor(x.mean(0)), "var": torch.tensor(x.var(0)), "count": float(len(x))}
+             for x in parts]  # fmt: skip
+    mean, var, count = pooled_statistics(stats)
+    everything = np.concatenate(parts)
+    assert count == len(everything)
+    assert mean == pytest.approx(everything.mean(0)) and var == pytest.approx(everything.var(0))
+
+
+def _copy_run(run: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "copy" / run.name
+    shutil.copytree(run, copy)
+    return copy
+
+
+def test_warm_started_run_resumes_after_its_source_moved(warm_started_run, tmp_path):
+    run_b, source = warm_started_run
+    assert not source.exists()
+    run = _copy_run(run_b, tmp_path)
+    result = run_trainer("ppo_continuous", "--resume", str(run), cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert summary(run)["finished"] is True
+
+
+def test_resume_checks_a_repeated_value_against_the_saved_arguments(warm_started_run, tmp_path):
+    """B's batch is 2 x 120 = 240; 15 minibatches divide it but not the default batch, 2048."""
+    run = _copy_run(warm_started_run[0], tmp_path)
+    result = run_trainer("ppo_continuous", "--resume", str(run), "--num-minibatches", "15",
+                         "--total-timesteps", "720", cwd=tmp_path, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert summary(run)["global_step"] == 720
+    # The flags a resume may change are checked against the saved batch too.
+    result = run_trainer("ppo_continuous", "--resume", str(run), "--total-timesteps", "100",
+                         cwd=tmp_path, timeout=300)  # fmt: skip
+    assert_usage_error(result, "--total-timesteps")
+    assert "240" in result.stderr
+
+
+def test_longer_resume_continues_the_learning_rate_smoothly(warm_started_run, tmp_path):
+    """B ran 2 of 2 iterations (lr 3e-4 x 1, 1/2); resumed to 4 iterations, the rate goes on
+    falling from where it was (x 1/3, 1/6) instead of jumping back up to the 4-iteration schedule's
+    x 1/2, 1/4."""
+    run = _copy_run(warm_started_run[0], tmp_path)
+    before = [v for _, v in scalars(run)["charts/learning_rate"]]
+    assert before == pytest.approx([3e-4, 1.5e-4])
+    result = run_trainer("ppo_continuous", "--resume", str(run), "--total-timesteps", "960",
+                         cwd=tmp_path, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    resumed_events = max(run.glob("events.out.tfevents.*"), key=os.path.getmtime)
+    after = [v for _, v in scalars_of_file(resumed_events)["charts/learning_rate"]]
+    assert after == pytest.approx([1e-4, 0.5e-4])
+    assert load_checkpoint(run).data["run"]["anneal_anchor"] == pytest.approx([2, 0.5])
+
+
+def test_evaluate_refuses_zero_episodes(pendulum_run, tmp_path):
+    result = run_evaluate(pendulum_run, "--episodes", "0", cwd=tmp_path)
+    assert_usage_error(result, "--episodes")
+    assert not (pendulum_run / "eval.json").exists()
+
+
+def test_evaluate_out_a_folder_writes_eval_json_into_it(pendulum_run, tmp_path):
+    out = tmp_path / "results"
+    out.mkdir()
+    result = run_evaluate(pendulum_run, "--episodes", "1", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "eval.json").read_text())["episodes"] == 1
+
+
+def test_evaluate_out_under_a_file_is_one_line_exit_2(pendulum_run, tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    result = run_evaluate(pendulum_run, "--out", str(a_file / "eval.json"), cwd=tmp_path)
+    assert_usage_error(result, "--out")
+
+
+def run_evaluate(run: Path, *flags: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "ppo_continuous" / "evaluate.py"), str(run), *flags],
+        cwd=cwd, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip

@@ -13,7 +13,6 @@ from common.cli import (
     flag,
     parse_args,
     require_choice,
-    require_divides,
     require_positive,
     require_registered_env,
 )
@@ -87,14 +86,6 @@ def test_usage_error_from_validate_is_one_line_exit_2(capsys):
     assert parse_args(Small, validate, ["--num-minibatches", "8"]).num_minibatches == 8
 
 
-def test_require_divides_inside_validate(capsys):
-    def validate(args: Small) -> None:
-        require_divides(2048, args.num_minibatches)
-
-    line = exits_2(capsys, validate, ["--num-minibatches", "3"])
-    assert "--num-minibatches" in line and "2048" in line and "3" in line
-
-
 def test_other_exceptions_from_validate_are_not_swallowed():
     def validate(args: Small) -> None:
         raise RuntimeError("a bug, not bad input")
@@ -121,19 +112,6 @@ def test_usage_error_message_names_the_flag():
 def test_flag_spelling():
     assert flag("num_minibatches") == "--num-minibatches"
     assert flag("gamma") == "--gamma"
-
-
-def test_require_divides():
-    require_divides(2048, 32)
-    require_divides(2048, 1)
-    require_divides(14, 7)
-    # A minibatch of one sample is refused: per-minibatch advantage normalisation divides by the std.
-    with pytest.raises(UsageError, match="^--num-minibatches: .*2 or more samples"):
-        require_divides(7, 7)
-    with pytest.raises(UsageError, match="^--num-minibatches: .*2048.*got 3"):
-        require_divides(2048, 3)
-    with pytest.raises(UsageError, match="^--num-minibatches"):
-        require_divides(10, 4)
 
 
 def test_require_positive():

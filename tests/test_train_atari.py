@@ -61,6 +61,9 @@ def test_paper_table5_flags_anneal_clip_and_lr(runs_dir, tmp_path):
         (["--env-backend", "envpool"], "--env-backend"),  # no such backend
         (["--num-minibatches", "3"], "--num-minibatches"),
         (["--precision", "fp8"], "--precision"),
+        (["--gamma", "1.5"], "--gamma"),  # was accepted
+        (["--ent-coef", "nan"], "--ent-coef"),  # was a run of NaN
+        (["--max-grad-norm", "-1"], "--max-grad-norm"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_before_any_work(flags, flag, runs_dir, tmp_path):

@@ -82,6 +82,9 @@ def test_bootstrap_truncated_runs(runs_dir, tmp_path):
         (["--num-steps", "-5"], "--num-steps"),
         (["--objective", "trpo"], "--objective"),
         (["--learning-rate", "fast"], "--learning-rate"),
+        (["--gamma", "1.5"], "--gamma"),  # was a traceback
+        (["--ent-coef", "nan"], "--ent-coef"),  # was a run of NaN
+        (["--env-id", "BreakoutNoFrameskip-v4"], "--env-id"),  # names the Atari trainer
     ],
 )
 def test_bad_input_is_one_line_exit_2_before_any_work(flags, flag, runs_dir, tmp_path):

@@ -1,0 +1,158 @@
+"""Every flag of both trainers checked once, before any env is built: a table of rules.
+
+A bad value is refused as one line, ``error: --flag: must be ..., got ...``, exit code 2
+(``common.cli.parse_args``). A trainer's ``validate`` calls ``check_command_line`` and then checks
+its env id; a resumed run is checked again, against its saved arguments, once its checkpoint is
+open (``common.checkpoint.load_checkpoint``), so a repeated saved value is never judged against a
+trainer default.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from common.cli import UsageError, flag
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``name`` (an ``Args`` field) must satisfy ``ok(value, args)``; ``allowed`` says what may be given."""
+
+    name: str
+    allowed: str | Callable[[Any], str]
+    ok: Callable[[Any, Any], bool]
+
+
+def _positive(value: Any, args: Any) -> bool:
+    return value > 0
+
+
+def _not_negative(value: Any, args: Any) -> bool:
+    return value >= 0
+
+
+def _in_unit_interval(value: Any, args: Any) -> bool:
+    return 0.0 <= value <= 1.0
+
+
+def _batch_size(args: Any) -> int:
+    return args.num_envs * args.num_steps
+
+
+def _clip_coef_ok(value: float, args: Any) -> bool:
+    clipping = args.objective == "clip" or args.clip_vloss
+    return value > 0 or not clipping
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("seed", "an integer in [0, 2**32 - 1]", lambda v, a: 0 <= v < 2**32),
+    Rule("num_envs", "a positive integer", _positive),
+    Rule("num_steps", "a positive integer", _positive),
+    Rule("num_minibatches", "a positive integer", _positive),
+    Rule(
+        "num_minibatches",
+        lambda a: (
+            f"a divisor of the batch size num_envs * num_steps = {_batch_size(a)} that "
+            "leaves minibatches of 2 or more samples (advantages are normalised per minibatch)"
+        ),
+        lambda v, a: _batch_size(a) % v == 0 and _batch_size(a) // v >= 2,
+    ),
+    Rule("update_epochs", "a positive integer", _positive),
+    Rule("torch_threads", "a positive integer", _positive),
+    Rule(
+        "total_timesteps",
+        lambda a: f"at least one batch, num_envs * num_steps = {_batch_size(a)}",
+        lambda v, a: v >= _batch_size(a),
+    ),
+    Rule("learning_rate", "a positive number", _positive),
+    Rule("gamma", "a number in [0, 1]", _in_unit_interval),
+    Rule("gae_lambda", "a number in [0, 1]", _in_unit_interval),
+    Rule(
+        "clip_coef",
+        "a positive number (the clip range of --objective clip and of --clip-vloss)",
+        _clip_coef_ok,
+    ),
+    Rule("max_grad_norm", "a positive number (a negative one reverses every step)", _positive),
+    Rule("kl_beta", "a positive number", _positive),
+    Rule("kl_target", "a positive number", _positive),
+    Rule(
+        "target_kl",
+        "a positive number, or left out (no early stop)",
+        lambda v, a: v is None or v > 0,
+    ),
+    Rule("save_every", "0 (only at the end) or a positive number of iterations", _not_negative),
+    Rule("keep_checkpoints", "0 (keep all) or a positive number", _not_negative),
+)
+
+
+def check_values(args: Any) -> None:
+    """Every float flag finite, then every rule of ``RULES`` whose field ``args`` has, in order.
+
+    Raises UsageError for the first flag that fails.
+    """
+    for f in fields(args):
+        value = getattr(args, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(flag(f.name), f"must be a finite number, got {value}")
+    for rule in RULES:
+        if not hasattr(args, rule.name):
+            continue
+        value = getattr(args, rule.name)
+        if not rule.ok(value, args):
+            allowed = rule.allowed(args) if callable(rule.allowed) else rule.allowed
+            raise UsageError(flag(rule.name), f"must be {allowed}, got {value}")
+
+
+def check_command_line(args: Any) -> None:
+    """The trainer-independent checks of a command line, before any env is built.
+
+    A new run: every value (``check_values``) and a writable ``--runs-dir``. A resume: only that it
+    is not combined with ``--init-from``; its values are checked against the saved ones later.
+    """
+    if args.resume is not None:
+        if args.init_from is not None:
+            raise UsageError(
+                "--init-from",
+                "cannot be combined with --resume (a resumed run continues from its own checkpoint)",
+            )
+        return
+    check_values(args)
+    require_writable_dir(args.runs_dir, "--runs-dir")
+
+
+def require_writable_dir(path: str | Path, flag_name: str) -> None:
+    """``path`` is a folder this process can create (or has) and write into; no file is left behind.
+
+    The nearest existing ancestor must be a folder that takes a new file: this catches a path under
+    a file, a missing permission and a read-only filesystem, without creating ``path`` itself.
+    """
+    path = Path(path)
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(flag_name, f"cannot create folder {path}: {probe} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        reason = os.strerror(err.errno) if err.errno else str(err)
+        raise UsageError(flag_name, f"cannot write in {probe} ({reason})") from None
+
+
+def is_atari_id(env_id: str) -> bool:
+    """True for an ale-py Atari id (ale-py registers them with gymnasium when imported)."""
+    import ale_py
+    import gymnasium as gym
+
+    gym.register_envs(ale_py)
+    spec = gym.registry.get(env_id)
+    return spec is not None and str(spec.entry_point).startswith("ale_py")
