@@ -72,8 +72,18 @@ def run_summary(
     wall_time: float,
     episodes: EpisodeLog,
     extra: dict[str, Any] | None = None,
+    diverged_at_step: int | None = None,
 ) -> dict[str, Any]:
-    """The per-run record that ``runs/{run_name}/summary.json`` holds and sweeps aggregate."""
+    """The per-run record that ``runs/{run_name}/summary.json`` holds and sweeps aggregate.
+
+    ``status`` is ``finished`` (all steps done), ``stopped`` (ended early, e.g. by SIGTERM: the
+    checkpoint resumes it) or ``diverged`` (stopped at ``diverged_at_step`` by a non-finite loss or
+    gradient); ``finished`` is kept as a boolean for older readers.
+    """
+    if diverged_at_step is not None:
+        status = "diverged"
+    else:
+        status = "finished" if global_step >= total_timesteps else "stopped"
     return {
         "env_id": env_id,
         "exp_name": exp_name,
@@ -81,7 +91,9 @@ def run_summary(
         "objective": objective,
         "global_step": global_step,
         "total_timesteps": total_timesteps,
-        "finished": global_step >= total_timesteps,
+        "status": status,
+        "finished": status == "finished",
+        **({"diverged_at_step": diverged_at_step} if diverged_at_step is not None else {}),
         "wall_time_s": round(wall_time, 3),
         "sps": round(global_step / wall_time, 1) if wall_time > 0 else None,
         **episodes.scores(),

@@ -24,6 +24,7 @@ from common.args import RunArgs
 from common.checkpoint import RunState, Saver, open_checkpoints
 from common.cli import UsageError, default_run_name, parse_args, require_registered_env
 from common.distributions import gaussian_entropy, gaussian_kl, gaussian_log_prob
+from common.divergence import Diverged, clip_gradients, stop_diverged
 from common.episodes import EpisodeLog, run_summary
 from common.gae import advantages_and_returns
 from common.losses import explained_variance, linear_anneal, ppo_loss
@@ -236,6 +237,7 @@ def main(args: Args) -> None:
     next_obs_np, _ = envs.reset(seed=args.seed + run.iteration)
     next_obs = torch.as_tensor(next_obs_np, dtype=torch.float32, device=device)
     session_start, wall_before, start_step = time.time(), run.wall_time, run.global_step
+    diverged = None
     try:
         for iteration in range(run.iteration + 1, num_iterations + 1):
             iter_start = time.time()
@@ -305,8 +307,8 @@ def main(args: Args) -> None:
                     )  # fmt: skip
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
-                    nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
-                    optimizer.step()
+                    clip_gradients(agent.parameters(), args.max_grad_norm, loss, run.global_step)
+                    optimizer.step()  # not reached when the loss or gradient is not finite
                     stats.append(mb_stats)
                 if args.target_kl is not None and mb_stats["approx_kl"] > args.target_kl:
                     break
@@ -342,12 +344,15 @@ def main(args: Args) -> None:
             run.wall_time = wall_before + time.time() - session_start
             if saver.after_iteration(iteration, final=iteration == num_iterations):
                 break  # SIGTERM or Ctrl-C: saved after this iteration
+    except Diverged as err:  # no update applied, no checkpoint written: the last good one stays
+        diverged = err
     finally:
         run.wall_time = wall_before + time.time() - session_start
         summary = run_summary(
             env_id=args.env_id, exp_name=args.exp_name, seed=args.seed, objective=args.objective,
             global_step=run.global_step, total_timesteps=num_iterations * batch_size,
             wall_time=run.wall_time, episodes=run.episodes,
+            diverged_at_step=diverged.step if diverged else None,
         )  # fmt: skip
         saver.write_summary(summary)
         tracker.set_summary(summary)
@@ -357,6 +362,8 @@ def main(args: Args) -> None:
             videos.upload_new(run.global_step)
         finally:
             tracker.close()
+    if diverged:
+        stop_diverged(diverged, saver.folder)
 
 
 if __name__ == "__main__":

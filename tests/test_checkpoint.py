@@ -88,6 +88,7 @@ def test_resume_after_sigkill_continues_exactly_from_the_checkpoint(runs_dir, tm
     assert only_run_dir(runs_dir) == run_dir  # the same run folder, not a new run
     done = summary(run_dir)
     assert done["global_step"] == total_iterations * BATCH and done["finished"] is True
+    assert done["status"] == "finished"
 
     final = load_checkpoint(run_dir).data
     assert final["run"]["iteration"] == total_iterations
@@ -213,6 +214,7 @@ def test_sigterm_saves_and_exits_zero(runs_dir, tmp_path):
     assert "--resume" in out
     done = summary(run_dir)
     assert done["finished"] is False and done["global_step"] == saved["run"]["global_step"]
+    assert done["status"] == "stopped"  # ended early, resumable
 
 
 def test_interrupted_write_leaves_previous_latest_loadable(tmp_path, monkeypatch):
@@ -481,7 +483,7 @@ def test_warm_started_run_resumes_after_its_source_moved(warm_started_run, tmp_p
     run = _copy_run(run_b, tmp_path)
     result = run_trainer("ppo_continuous", "--resume", str(run), cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert summary(run)["finished"] is True
+    assert summary(run)["status"] == "finished"
 
 
 def test_resume_checks_a_repeated_value_against_the_saved_arguments(warm_started_run, tmp_path):
