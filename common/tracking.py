@@ -16,6 +16,12 @@ from typing import Any
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+# W&B's init waits this long for its server before the run falls back to offline (wandb's own
+# default is 90 s). Online, a reachable server answers in a few seconds; offline init starts only a
+# local process, which on a loaded machine can take longer, so it keeps the long timeout.
+WANDB_ONLINE_INIT_TIMEOUT_S = 8.0
+WANDB_OFFLINE_INIT_TIMEOUT_S = 60.0
+
 
 @dataclass
 class WandbSettings:
@@ -109,7 +115,12 @@ class Tracker:
             save_code=True,
             id=settings.resume_id,
             resume="allow" if settings.resume_id else None,
-            settings=wandb.Settings(init_timeout=60, silent=True),
+            settings=wandb.Settings(
+                init_timeout=WANDB_ONLINE_INIT_TIMEOUT_S
+                if mode == "online"
+                else WANDB_OFFLINE_INIT_TIMEOUT_S,
+                silent=True,
+            ),
         )
 
     def _guard(self, fn, *args):

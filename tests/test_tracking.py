@@ -172,3 +172,30 @@ def test_capture_video_mujoco(runs_dir, tmp_path):
         "--runs-dir", str(runs_dir), cwd=tmp_path,
     )  # fmt: skip
     assert_videos_recorded_and_uploaded(result, runs_dir, tmp_path, min_frames=3)
+
+
+def test_unreachable_wandb_server_falls_back_to_offline_in_seconds(tmp_path):
+    """With an API key but no server answering, W&B's init gave up after its 60 s timeout before
+    the run went on offline; the online attempt now has a short timeout of its own."""
+    script = tmp_path / "start.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, time, warnings
+        sys.path.insert(0, {str(REPO)!r})
+        from common.tracking import Tracker, WandbSettings
+        start = time.time()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            tracker = Tracker({str(tmp_path / "run")!r}, "run", {{"a": 1}}, WandbSettings(project="p"))
+        print("seconds", time.time() - start)
+        print("mode", tracker.wandb_run.settings.mode)
+        print("warned", any("could not start online" in str(w.message) for w in caught))
+        tracker.close()
+    """))  # fmt: skip
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "WANDB_API_KEY": "a" * 40,
+           "WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_SILENT": "true"}  # fmt: skip
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+    assert out["mode"] == "offline" and out["warned"] == "True", result.stdout
+    assert float(out["seconds"]) < 30, result.stdout
