@@ -1,0 +1,232 @@
+"""The batched runner (ppo_continuous/batched.py) learns per step as separate trainer runs do.
+
+One batched update must equal, to float tolerance, R separate updates made with the single
+trainer's update code (same batch, same minibatch orders, same initial weights), for every
+objective, with gradient clipping and Adam; a run that diverges is frozen while the others go on;
+a real group writes per-run folders the results record reads, and resumes after SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO
+
+from common.distributions import gaussian_kl
+from common.losses import ppo_loss
+from common.objectives import adapt_kl_beta
+from ppo_continuous import batched, train
+
+sys.path.insert(0, str(REPO / "scripts"))
+import records  # noqa: E402
+
+OBS_DIM, ACT_DIM, T, MINIBATCHES, EPOCHS = 5, 3, 64, 4, 3
+# (objective, clip_coef, kl_beta, seed): every objective, two clip ranges, a second seed.
+RUNS = [("clip", 0.2, 1.0, 1), ("clip", 0.1, 1.0, 2), ("none", 0.2, 1.0, 3),
+        ("fixed_kl", 0.2, 3.0, 4), ("adaptive_kl", 0.2, 0.5, 5)]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread, as the runner uses: on a busy 2-core machine more threads only spin."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_batch(agents: list[train.Agent]) -> batched.Batch:
+    """A random rollout per run, with log pi_old, values and the old distribution from each agent."""
+    gen = torch.Generator().manual_seed(0)
+    num = len(agents)
+    obs = torch.randn(num, T, OBS_DIM, generator=gen, dtype=torch.float64)
+    actions = torch.randn(num, T, ACT_DIM, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        outs = [agent.evaluate(obs[r], actions[r]) for r, agent in enumerate(agents)]
+    log_probs, _, values, means, log_stds = (torch.stack([o[i] for o in outs]) for i in range(5))
+    advantages = torch.randn(num, T, generator=gen, dtype=torch.float64) * 3
+    returns = values + torch.randn(num, T, generator=gen, dtype=torch.float64)
+    return batched.Batch(obs, actions, log_probs, values, means, log_stds.clone(), advantages,
+                         returns)  # fmt: skip
+
+
+def trainer_update(agent, optimizer, batch, r, order, objective, clip_coef, kl_beta, max_grad_norm,
+                   clip_vloss):  # fmt: skip
+    """Run r's update exactly as ppo_continuous/train.py's step 4 does it (num_envs = 1)."""
+    for epoch_order in order:
+        for mb in epoch_order.split(T // MINIBATCHES):
+            new_log_prob, entropy, new_values, mean, log_std = agent.evaluate(
+                batch.obs[r][mb], batch.actions[r][mb]
+            )
+            loss, _ = ppo_loss(
+                new_log_prob=new_log_prob, entropy=entropy, new_values=new_values,
+                kl=gaussian_kl(batch.means[r][mb], batch.log_stds[r][mb], mean, log_std),
+                old_log_prob=batch.log_probs[r][mb], old_values=batch.values[r][mb],
+                advantages=batch.advantages[r][mb], returns=batch.returns[r][mb],
+                objective=objective, clip_coef=clip_coef, kl_beta=kl_beta,
+                vf_coef=0.5, ent_coef=0.01, clip_vloss=clip_vloss, norm_adv=True,
+            )  # fmt: skip
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(agent.parameters(), max_grad_norm)
+            if not (torch.isfinite(loss) and torch.isfinite(norm)):
+                return  # the trainer's divergence check: stop before the step
+            optimizer.step()
+
+
+def adam(parameters) -> torch.optim.Adam:
+    return torch.optim.Adam(parameters, lr=3e-3, eps=1e-5, fused=True)
+
+
+def batched_update(agents, batch, order, max_grad_norm, clip_vloss, active=None):
+    group = batched.BatchedAgent(agents)
+    optimizer = adam(group.parameters())
+    run_args = [train.Args(objective=o, clip_coef=c, kl_beta=b, seed=s) for o, c, b, s in RUNS]
+    coefs = batched.coefficients(run_args, [b for _, _, b, _ in RUNS])
+    active = torch.ones(len(RUNS), dtype=torch.bool) if active is None else active
+    _, frozen = batched.update(
+        group, optimizer, batch, coefs, order, active, num_minibatches=MINIBATCHES, vf_coef=0.5,
+        ent_coef=0.01, clip_vloss=clip_vloss, norm_adv=True, max_grad_norm=max_grad_norm,
+    )  # fmt: skip
+    return group, optimizer, frozen
+
+
+def fresh_agents() -> list[train.Agent]:
+    return [a.double() for a in batched.initial_agents([s for *_, s in RUNS], OBS_DIM, ACT_DIM)]
+
+
+def assert_same_agent(got: train.Agent, want: train.Agent, atol: float = 1e-9) -> None:
+    for (name, g), w in zip(got.state_dict().items(), want.state_dict().values(), strict=True):
+        assert torch.allclose(g.double(), w, rtol=0, atol=atol), (name, (g - w).abs().max())
+
+
+@pytest.mark.parametrize(("max_grad_norm", "clip_vloss"), [(0.05, True), (1e9, False)])
+def test_one_batched_update_equals_separate_trainer_updates(max_grad_norm, clip_vloss):
+    """Each run's weights after a batched update of 3 epochs x 4 minibatches equal the weights the
+    trainer's update gives that run alone, for clip (two epsilons), none, fixed_kl and adaptive_kl;
+    with a gradient clip that bites (0.05) and without, with and without value clipping."""
+    agents = fresh_agents()
+    batch = make_batch(agents)
+    order = batched.random_permutations(EPOCHS, len(RUNS), T)
+    group, optimizer, frozen = batched_update(agents, batch, order, max_grad_norm, clip_vloss)
+    assert not frozen.any()
+    for r, (objective, clip_coef, kl_beta, _) in enumerate(RUNS):
+        reference = fresh_agents()[r]
+        trainer_update(reference, adam(reference.parameters()), batch, r, order[:, r], objective,
+                       clip_coef, kl_beta, max_grad_norm, clip_vloss)  # fmt: skip
+        assert_same_agent(group.agent(r).double(), reference)
+        moved = [
+            (a - b).abs().max()
+            for a, b in zip(reference.parameters(), agents[r].parameters(), strict=True)
+        ]
+        assert max(moved) > 1e-4  # the update did something
+
+
+def test_a_diverged_run_is_frozen_and_the_others_learn_on():
+    """A NaN in one run's advantages freezes that run's weights where the trainer would have
+    stopped (the last update before the first non-finite loss) and leaves every other run's
+    update exactly as if it ran alone."""
+    agents = fresh_agents()
+    batch = make_batch(agents)
+    order = batched.random_permutations(EPOCHS, len(RUNS), T)
+    # A sample of run 2 that the second epoch's second minibatch holds: it diverges mid-update.
+    batch.advantages[2, order[1, 2, T // MINIBATCHES]] = float("nan")
+    group, _, frozen = batched_update(agents, batch, order, 0.5, False)
+    assert frozen.tolist() == [False, False, True, False, False]
+    learned = group.agent(2).actor_log_std
+    assert not torch.equal(learned, agents[2].actor_log_std)  # it learned before diverging
+    for r in range(len(RUNS)):
+        objective, clip_coef, kl_beta, _ = RUNS[r]
+        reference = fresh_agents()[r]
+        trainer_update(reference, adam(reference.parameters()), batch, r, order[:, r], objective,
+                       clip_coef, kl_beta, 0.5, False)  # fmt: skip
+        assert_same_agent(group.agent(r).double(), reference)
+
+
+def test_networks_start_as_the_trainer_builds_them_and_evaluate_alike():
+    """Run r's initial weights are the trainer's for its seed (torch.manual_seed, then Agent), and
+    the batched forward pass gives each run's Agent.evaluate."""
+    seeds = [7, 1, 3]
+    group = batched.BatchedAgent(batched.initial_agents(seeds, OBS_DIM, ACT_DIM))
+    obs, actions = torch.randn(3, 10, OBS_DIM), torch.randn(3, 10, ACT_DIM)
+    got = group.evaluate(obs, actions)
+    for r, seed in enumerate(seeds):
+        torch.manual_seed(seed)
+        reference = train.Agent(OBS_DIM, ACT_DIM)
+        assert_same_agent(group.agent(r).double(), reference.double(), atol=0)
+        want = reference.float().evaluate(obs[r], actions[r])
+        for g, w in zip(got, want, strict=True):
+            assert torch.allclose(g[r], w, atol=1e-6)
+
+
+def test_adaptive_betas_follow_the_papers_rule_per_run():
+    runs = [train.Args(objective=o, kl_target=0.01) for o in ("adaptive_kl", "adaptive_kl", "fixed_kl", "adaptive_kl")]  # fmt: skip
+    kls = [0.001, 0.1, 0.1, 0.01]
+    got = batched.adapt_kl_betas(runs, [1.0, 1.0, 3.0, 2.0], kls)
+    assert got == [adapt_kl_beta(1.0, 0.001, 0.01), adapt_kl_beta(1.0, 0.1, 0.01), 3.0, 2.0]
+    assert got == [0.5, 2.0, 3.0, 2.0]
+
+
+def test_shared_flags_have_the_trainers_defaults():
+    """Every hyperparameter both CLIs have defaults to the same value."""
+    trainer = train.Args()
+    for f in fields(batched.Args):
+        if f.name in batched.TRAINER_FIELDS:
+            assert getattr(batched.Args(), f.name) == getattr(trainer, f.name), f.name
+
+
+def run_group(*flags: str, runs_dir: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "ppo_continuous" / "batched.py"), "--env-id", "Pendulum-v1",
+         "--exp-names", "clip_0.2", "no_clip", "adaptive_kl_0.01", "--seeds", "1", "2", "3",
+         "--objectives", "clip", "none", "adaptive_kl", "--num-steps", "128",
+         "--num-minibatches", "2", "--update-epochs", "2", "--runs-dir", str(runs_dir),
+         "--save-every", "1", *flags],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+    )  # fmt: skip
+
+
+def test_real_group_writes_run_folders_and_resumes_after_sigterm(runs_dir: Path):
+    """Pendulum, 3 runs: SIGTERM stops after an iteration with a group checkpoint and per-run
+    summaries saying ``stopped``; --resume finishes every run in its own folder, which the results
+    record reads (status, steps, scores, curve, commit, host)."""
+    group_dir = runs_dir / "group"
+    proc = run_group("--total-timesteps", "3200", "--group-dir", str(group_dir), runs_dir=runs_dir)
+    deadline = time.time() + 60
+    while not (group_dir / "group.json").is_file() and proc.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out[-3000:]
+    assert "continue with --resume" in out
+    folders = sorted(d for d in runs_dir.iterdir() if d.name.startswith("Pendulum-v1__"))
+    assert [d.name.split("__")[1:3] for d in folders] == [
+        ["adaptive_kl_0.01", "3"], ["clip_0.2", "1"], ["no_clip", "2"]]  # fmt: skip
+    stopped = [json.loads((d / "summary.json").read_text()) for d in folders]
+    assert {s["status"] for s in stopped} == {"stopped"}
+    assert len({s["global_step"] for s in stopped}) == 1 and stopped[0]["global_step"] < 3200
+
+    resumed = run_group("--resume", str(group_dir), runs_dir=runs_dir)
+    out, _ = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, out[-3000:]
+    assert sorted(d for d in runs_dir.iterdir() if d.name.startswith("Pendulum-v1__")) == folders
+    for folder, before in zip(folders, stopped, strict=True):
+        summary = json.loads((folder / "summary.json").read_text())
+        assert summary["status"] == "finished" and summary["runner"] == "batched"
+        # 200-step episodes; the resume resets the envs (as the trainer's does), losing at most one.
+        assert summary["global_step"] == 3200 and summary["episodes"] in (15, 16)
+        assert summary["episodes"] > before["episodes"]
+        assert summary["objective"] == before["objective"]
+        row, curve = records.result_of_run(folder)
+        assert row["status"] == "finished" and row["variant"] == before["exp_name"]
+        assert row["commit"] != "unknown" and row["host"] != "unknown"
+        assert len(curve["steps"]) == summary["episodes"] and curve["steps"][-1] <= 3200
