@@ -99,6 +99,7 @@ def check_diverged_run(result, runs_dir, batch: int) -> None:
     assert str(checkpoints / "latest.pt") in lines[0]
     saved = load_checkpoint(checkpoints / "latest.pt").data
     assert saved["run"]["iteration"] == iteration - 1
+    assert saved["run"]["global_step"] == (iteration - 1) * batch  # not saved after the rollout
     assert (
         sorted(p.name for p in checkpoints.glob("iter_*.pt"))[-1] == f"iter_{iteration - 1:07d}.pt"
     )

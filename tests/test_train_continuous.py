@@ -100,3 +100,12 @@ def test_discrete_env_message_says_what_is_allowed(runs_dir, tmp_path):
         "ppo_continuous", "--env-id", "CartPole-v1", "--runs-dir", str(runs_dir), cwd=tmp_path
     )
     assert "Box" in result.stderr and "Discrete" in result.stderr
+
+
+def test_atari_id_message_names_the_atari_trainer(runs_dir, tmp_path):
+    """ale-py registers its ids only when imported, which this trainer does not otherwise do."""
+    result = run_trainer("ppo_continuous", "--env-id", "BreakoutNoFrameskip-v4",
+                         "--runs-dir", str(runs_dir), cwd=tmp_path, timeout=120)  # fmt: skip
+    assert_usage_error(result, "--env-id")
+    assert "is an Atari game" in result.stderr and "ppo_atari/train.py" in result.stderr
+    assert "not a registered" not in result.stderr

@@ -144,8 +144,8 @@ def test_writable_runs_dir_is_accepted_and_not_created(tmp_path):
 def test_atari_id_in_the_continuous_trainer_names_the_atari_trainer(capsys, runs_dir):
     for env_id in ["BreakoutNoFrameskip-v4", "ALE/Pong-v5"]:
         line = refused(capsys, "ppo_continuous", ["--env-id", env_id], runs_dir)
-        assert line.startswith("error: --env-id: ") and "Atari" in line, line
-        assert "ppo_atari/train.py" in line and "not a registered" not in line, line
+        assert line.startswith(f"error: --env-id: {env_id!r} is an Atari game"), line
+        assert "ppo_atari/train.py" in line, line
 
 
 def test_every_rule_names_a_flag_of_a_trainer():
