@@ -139,6 +139,8 @@ def require_writable_dir(path: str | Path, flag_name: str) -> None:
             break
         probe = probe.parent
     if not probe.is_dir():
+        if probe == path:
+            raise UsageError(flag_name, f"{path} is not a folder")
         raise UsageError(flag_name, f"cannot create folder {path}: {probe} is not a folder")
     try:
         with tempfile.TemporaryFile(dir=probe):
