@@ -164,7 +164,9 @@ TRAINER_FIELDS = frozenset(f.name for f in fields(train.Args)) - {"save_every", 
 def validate(args: Args) -> None:
     """Refuse bad input before any work starts (one line, exit code 2)."""
     if args.resume:
-        return  # every setting comes from the checkpoint
+        if args.group_dir is not None and Path(args.group_dir) != Path(args.resume):
+            raise UsageError("--group-dir", "a resumed group goes on in the folder it resumes")
+        return  # every other setting comes from the checkpoint
     lengths = {name: len(getattr(args, name)) for name in PER_RUN}
     for name, length in lengths.items():
         if length not in (1, args.num_runs):
@@ -711,6 +713,7 @@ def main(args: Args) -> None:
             for run, on in zip(runs, learning.tolist(), strict=True):
                 run.global_step += args.num_steps if on else 0
 
+            rollout_seconds = time.time() - iter_start
             # 2-3. Log pi_old, values and the old distribution in one pass; GAE per run (eqs. 11-12).
             rollout_obs, rollout_actions = obs.transpose(0, 1), actions.transpose(0, 1)
             with torch.no_grad():
@@ -731,6 +734,7 @@ def main(args: Args) -> None:
                 clip_vloss=args.clip_vloss, norm_adv=args.norm_adv,
                 max_grad_norm=args.max_grad_norm,
             )  # fmt: skip
+            update_seconds = time.time() - iter_start - rollout_seconds
             wall = wall_before + time.time() - session_start
             for i in np.flatnonzero(frozen.numpy()):
                 runs[i].diverged_at_step, runs[i].wall_time = runs[i].global_step, wall
@@ -748,6 +752,7 @@ def main(args: Args) -> None:
 
             # 6. Logging, with the trainer's metric names, into each run's own folder.
             elapsed = time.time() - session_start
+            done = sum(r.global_step for r in runs)
             per_run = {k: v.tolist() for k, v in stats.items()}
             for i, run in enumerate(runs):
                 if not learning[i]:
@@ -756,11 +761,13 @@ def main(args: Args) -> None:
                     "charts/learning_rate": optimizer.param_groups[0]["lr"],
                     "charts/SPS": (run.global_step - start_steps[i]) / elapsed,
                     "charts/iteration_seconds": time.time() - iter_start,
+                    "charts/rollout_seconds": rollout_seconds,  # the group's, as the two below
+                    "charts/update_seconds": update_seconds,
+                    "charts/group_SPS": (done - sum(start_steps)) / elapsed,
                     **{f"losses/{k}": v[i] for k, v in per_run.items()},
                     "losses/explained_variance": explained_variance(batch.values[i], batch.returns[i]),
                     "losses/kl_beta": run.kl_beta,
                 }, run.global_step)  # fmt: skip
-            done = sum(r.global_step for r in runs)
             progress.update(done, (done - sum(start_steps)) / elapsed, None)
             final = iteration == num_iterations
             every = args.save_every
@@ -783,3 +790,42 @@ def main(args: Args) -> None:
 
 if __name__ == "__main__":
     main(parse_args(Args, validate))
+
+
+# ---------------------------------------------------------------------------------------------
+# For launchers: the command that runs a list of single-trainer runs as one group.
+# ---------------------------------------------------------------------------------------------
+
+# Trainer settings this runner does not have; a run must leave them at the trainer's defaults.
+UNSUPPORTED = ("num_envs", "target_kl", "bootstrap_truncated", "capture_video", "track", "init_from",
+               "resume")  # fmt: skip
+
+
+def command_for(runs: list[train.Args], group_dir: str | Path, save_every: int = 10) -> list[str]:
+    """``python ppo_continuous/batched.py ...`` running ``runs`` (the single trainer's settings of
+    each, e.g. parsed from a sweep's trainer flags) as one group; ValueError if they cannot be."""
+    defaults = train.Args()
+    for name in UNSUPPORTED:
+        for run in runs:
+            if getattr(run, name) != getattr(defaults, name):
+                raise ValueError(
+                    f"--{name.replace('_', '-')} is not supported by the batched runner"
+                )
+    command = [sys.executable, str(Path(__file__).resolve())]
+    for f in fields(Args):
+        if f.name not in TRAINER_FIELDS:
+            continue
+        values = {getattr(run, f.name) for run in runs}
+        if len(values) != 1:
+            raise ValueError(f"runs of one group differ in --{f.name.replace('_', '-')}: {values}")
+        value = values.pop()
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            command.append(flag if value else "--no-" + f.name.replace("_", "-"))
+        else:
+            command += [flag, str(value)]
+    singular = {"exp_names": "exp_name", "seeds": "seed", "objectives": "objective",
+                "clip_coefs": "clip_coef", "kl_betas": "kl_beta", "kl_targets": "kl_target"}  # fmt: skip
+    for name in PER_RUN:
+        command += ["--" + name.replace("_", "-"), *(str(getattr(r, singular[name])) for r in runs)]
+    return [*command, "--group-dir", str(group_dir), "--save-every", str(save_every)]
