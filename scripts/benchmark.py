@@ -72,6 +72,11 @@ class Args:
     """the W&B project of the whole sweep"""
     wandb_entity: str | None = None
     """the W&B entity"""
+    # Several runs per process (issue 12; scripts/batched_groups.py)
+    batched: bool = False
+    """run a continuous preset's new runs of each env as one process of ppo_continuous/batched.py"""
+    group_size: int = 0
+    """with --batched: runs per process at most (0: all of one env's runs)"""
 
 
 @dataclass(frozen=True)
@@ -283,6 +288,8 @@ def validate(args: Args) -> None:
             kind = "an Atari game" if is_atari else "not an Atari game"
             raise UsageError("--env-ids", f"{env_id!r} is {kind}; preset {args.preset!r} runs "
                              f"{preset.trainer}/train.py")  # fmt: skip
+    if args.batched and (preset.trainer != "ppo_continuous" or args.track):
+        raise UsageError("--batched", "runs continuous presets only, without --track")
     if args.workers < 1:
         raise UsageError("--workers", f"must be at least 1, got {args.workers}")
     try:
@@ -320,6 +327,11 @@ def main(args: Args) -> int:
     print(f"{len(runs)} runs: {count['recorded']} in the record, {count['finished']} finished, "
           f"{count['resume']} to resume, {count['new']} new"
           + (f" (record: {record.folder})" if record is not None else ""))  # fmt: skip
+    if args.dry_run and args.batched:
+        from batched_groups import print_groups
+
+        print_groups(todo, args.group_size)
+        return 0
     if args.dry_run:
         for run in runs:
             print(f"[{run.state}] {shlex.join(run.command)}")
@@ -337,6 +349,10 @@ def main(args: Args) -> int:
         return 0
     log_dir = runs_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
+    if args.batched:
+        from batched_groups import run_batched
+
+        return run_batched(args, todo, log_dir, record, sys.modules[__name__])
     results = launch(args, todo, log_dir, record)
     unfinished = [
         (run, code, log) for run, outcome, code, log in results if outcome in ("failed", "stopped")

@@ -4,7 +4,9 @@ Run folders (checkpoints, event files) are too big for git and die with the mach
 What a result needs survives here instead, one folder per preset under ``docs/results/records/``:
 
 - ``runs.csv``: one row per run: env, variant, seed, status, steps, the paper's two scores (mean
-  return over all of training and over the last 100 episodes), wall time, SPS, commit and host.
+  return over all of training and over the last 100 episodes), wall time, SPS, commit, host and
+  runner (``single``: ppo_continuous/train.py; ``batched``: several runs in one process, whose
+  SPS is the run's steps over the group's wall time).
 - ``curves.jsonl``: one line per run, its learning curve: episode returns against env steps,
   averaged over consecutive episodes down to at most ``CURVE_POINTS`` points.
 
@@ -36,7 +38,7 @@ RESULT_STATUSES = ("finished", "diverged")
 FIELDS = (
     "env_id", "variant", "seed", "status", "global_step", "total_timesteps", "episodes",
     "mean_return_all_training", "mean_return_last_100", "wall_time_s", "sps", "commit", "host",
-    "run_name",
+    "run_name", "runner",
 )  # fmt: skip
 INT_FIELDS = {"seed", "global_step", "total_timesteps", "episodes"}
 FLOAT_FIELDS = {"mean_return_all_training", "mean_return_last_100", "wall_time_s", "sps"}
@@ -153,6 +155,7 @@ def result_of_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, list]]
         run_name=run_dir.name,
         commit=summary.get("commit") or "unknown",
         host=summary.get("host") or "unknown",
+        runner=summary.get("runner") or "single",  # batched: ppo_continuous/batched.py
     )
     steps, returns = episode_returns(run_dir)
     return row, downsample(steps, returns)

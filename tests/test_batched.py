@@ -230,3 +230,52 @@ def test_real_group_writes_run_folders_and_resumes_after_sigterm(runs_dir: Path)
         assert row["status"] == "finished" and row["variant"] == before["exp_name"]
         assert row["commit"] != "unknown" and row["host"] != "unknown"
         assert len(curve["steps"]) == summary["episodes"] and curve["steps"][-1] <= 3200
+
+
+LAUNCHER = str(REPO / "scripts" / "benchmark.py")
+
+
+def test_launcher_dry_run_groups_table1_by_env(tmp_path):
+    """--batched --dry-run: Table 1's 231 runs as 7 groups of 33 (one per env), each group's
+    per-run lists holding exactly its env's variants x seeds and the preset's shared flags."""
+    result = subprocess.run(
+        [sys.executable, LAUNCHER, "--preset", "paper-table1", "--batched", "--dry-run",
+         "--runs-dir", str(tmp_path / "runs"), "--record-dir", str(tmp_path / "rec")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("[group")]
+    assert len(lines) == 7 and all(line.startswith("[group 33]") for line in lines)
+    hopper = next(line.split() for line in lines if "--env-id Hopper-v5" in line)
+    seeds = hopper[hopper.index("--seeds") + 1 : hopper.index("--seeds") + 34]
+    names = hopper[hopper.index("--exp-names") + 1 : hopper.index("--exp-names") + 34]
+    assert sorted(zip(names, map(int, seeds), strict=True)) == sorted(
+        (v, s) for v in batched_variants() for s in (1, 2, 3)
+    )
+    assert (
+        "--no-clip-vloss" in hopper and hopper[hopper.index("--total-timesteps") + 1] == "1000000"
+    )
+
+
+def batched_variants() -> list[str]:
+    import presets
+
+    return list(presets.TABLE1_VARIANTS)
+
+
+def test_launcher_batched_smoke_sweep_records_every_run(tmp_path):
+    """The smoke preset (2 envs x 2 seeds) with --batched: two processes, four run folders, four
+    record rows with runner ``batched``; a re-launch plans nothing."""
+    flags = [sys.executable, LAUNCHER, "--preset", "smoke", "--batched", "--workers", "2",
+             "--runs-dir", str(tmp_path / "runs"), "--record-dir", str(tmp_path / "rec")]  # fmt: skip
+    result = subprocess.run(flags, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "2 batched groups" in result.stdout
+    record = records.Record.load(tmp_path / "rec")
+    assert sorted(record.rows) == [("InvertedPendulum-v5", "clip_0.2", 1), ("InvertedPendulum-v5", "clip_0.2", 2),
+                                   ("Pendulum-v1", "clip_0.2", 1), ("Pendulum-v1", "clip_0.2", 2)]  # fmt: skip
+    for row in record.rows.values():
+        assert row["runner"] == "batched" and row["status"] == "finished"
+        assert row["global_step"] == 2048
+    again = subprocess.run(flags, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert again.returncode == 0 and "4 in the record" in again.stdout and "0 new" in again.stdout

@@ -22,7 +22,7 @@ def row(env_id, variant, seed, last=1.0, status="finished"):
             "global_step": 1_000_000, "total_timesteps": 1_000_000, "episodes": 500,
             "mean_return_all_training": None if last is None else last / 2, "mean_return_last_100": last, "wall_time_s": 300.5,
             "sps": 3327.8, "commit": "abc123", "host": "test host, 2 cores",
-            "run_name": f"{env_id}__{variant}__{seed}__1"}  # fmt: skip
+            "run_name": f"{env_id}__{variant}__{seed}__1", "runner": "single"}  # fmt: skip
 
 
 def test_record_round_trip(tmp_path):
