@@ -189,7 +189,7 @@ def run_group(*flags: str, runs_dir: Path) -> subprocess.Popen:
          "--exp-names", "clip_0.2", "no_clip", "adaptive_kl_0.01", "--seeds", "1", "2", "3",
          "--objectives", "clip", "none", "adaptive_kl", "--num-steps", "128",
          "--num-minibatches", "2", "--update-epochs", "2", "--runs-dir", str(runs_dir),
-         "--save-every", "1", *flags],
+         *flags],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
     )  # fmt: skip
 
