@@ -10,10 +10,11 @@ checkpoint resume with the single trainer. A module, not a script.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shlex
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -51,12 +52,25 @@ def make_groups(runs: list[Any], runs_dir: Path, group_size: int = 0) -> list[Gr
         for start in range(0, len(env_runs), size):
             members = env_runs[start : start + size]
             folder = group_folder(runs_dir, env_id, members)
-            settings = [tyro.cli(train.Args, args=r.command[2:]) for r in members]
+            settings = [trainer_settings(r) for r in members]
             command = batched.command_for(settings, folder)
             if (folder / "checkpoints" / "latest.pt").is_file():
                 command += ["--resume", str(folder)]
             groups.append(Group(env_id, tuple(members), folder, command))
     return groups
+
+
+def trainer_settings(run: Any) -> train.Args:
+    """The single trainer's ``Args`` for a planned run, parsed from its trainer flags."""
+    flags = run.command[2:]
+    where = flags.index("--seed") + 1
+    unseeded = (*flags[: where - 1], *flags[where + 1 :])
+    return replace(_parse(unseeded), seed=int(flags[where]))
+
+
+@functools.cache
+def _parse(flags: tuple[str, ...]) -> train.Args:
+    return tyro.cli(train.Args, args=list(flags))  # once per variant: tyro takes ~20 ms a call
 
 
 def run_batched(

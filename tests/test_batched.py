@@ -267,7 +267,8 @@ def test_launcher_batched_smoke_sweep_records_every_run(tmp_path):
     """The smoke preset (2 envs x 2 seeds) with --batched: two processes, four run folders, four
     record rows with runner ``batched``; a re-launch plans nothing."""
     flags = [sys.executable, LAUNCHER, "--preset", "smoke", "--batched", "--workers", "2",
-             "--runs-dir", str(tmp_path / "runs"), "--record-dir", str(tmp_path / "rec")]  # fmt: skip
+             "--runs-dir", str(tmp_path / "runs"), "--record-dir", str(tmp_path / "rec"),
+             "--extra=--total-timesteps 512"]  # fmt: skip
     result = subprocess.run(flags, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "2 batched groups" in result.stdout
@@ -276,6 +277,6 @@ def test_launcher_batched_smoke_sweep_records_every_run(tmp_path):
                                    ("Pendulum-v1", "clip_0.2", 1), ("Pendulum-v1", "clip_0.2", 2)]  # fmt: skip
     for row in record.rows.values():
         assert row["runner"] == "batched" and row["status"] == "finished"
-        assert row["global_step"] == 2048
+        assert row["global_step"] == 512
     again = subprocess.run(flags, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert again.returncode == 0 and "4 in the record" in again.stdout and "0 new" in again.stdout
