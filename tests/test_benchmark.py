@@ -91,7 +91,10 @@ def test_smoke_sweep_runs_then_skips_everything(tmp_path):
     text = (out / "report.md").read_text()
     # One setting is the best of itself on every env: normalised score 1.00 over 4 runs, rank 1
     # here and in the paper (0.82); none diverged.
-    assert re.search(r"\| Clipping, epsilon = 0\.2 \| 1\.00 \| \[[-0-9.]+, [-0-9.]+\] \| 4 \| 0 \| 1 \| 0\.82 \| 1 \|", text), text
+    assert re.search(
+        r"\| Clipping, epsilon = 0\.2 \| 1\.00 \| \[[-0-9.]+, [-0-9.]+\] \| 4 \| 0 \| 1 \| 0\.82 \| 1 \|",
+        text,
+    ), text
     for env in ("Pendulum-v1", "InvertedPendulum-v5"):
         assert (out / f"curve_{env}.png").stat().st_size > 5000
         assert f"![curve_{env}](curve_{env}.png)" in text
