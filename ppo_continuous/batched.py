@@ -12,8 +12,10 @@ once per group instead of once per run.
 
 Learning per step is the single trainer's (``ppo_continuous/train.py``, the readable reference):
 
-- each run has its own env with the trainer's wrapper stack (its ``make_envs``, one env per run),
-  its own env seed, and starts from the weights the trainer would build for its seed;
+- each run has its own env and env seed, and its observations and rewards are normalised and
+  clipped exactly as the trainer's wrapper stack does it (``run_envs.RunEnvs`` computes those
+  wrappers for all runs at once, number for number the same); it starts from the weights the
+  trainer would build for its seed;
 - the networks are the trainer's ``Agent``, R of them, with their parameters stacked on a leading
   run axis and evaluated with ``torch.baddbmm``: run r only ever sees its own slice;
 - each run draws its own minibatch permutation per epoch; the loss is the sum over runs of each
@@ -52,7 +54,7 @@ import random
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,7 @@ from common.objectives import OBJECTIVES, Objective, adapt_kl_beta, clipped_surr
 from common.runtime import code_version, host_description
 from common.tracking import Progress, Tracker
 from ppo_continuous import train
+from ppo_continuous.run_envs import RunEnvs
 
 TRAINER = "ppo_continuous.batched"
 FORMAT_VERSION = 1
@@ -558,7 +561,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_group(
     group_dir: Path, args: Args, runs: list[Run], agent: BatchedAgent, optimizer, iteration: int,
-    wall_time: float, active: torch.Tensor, envs: gym.vector.SyncVectorEnv,
+    wall_time: float, active: torch.Tensor, envs: RunEnvs,
 ) -> None:  # fmt: skip
     """The whole group's state in one file, written atomically (``latest.pt``)."""
     data = {
@@ -576,11 +579,7 @@ def save_group(
              "wall_time": r.wall_time}
             for r in runs
         ],
-        "normalizers": {
-            name: {"mean": torch.as_tensor(rms.mean), "var": torch.as_tensor(rms.var),
-                   "count": float(rms.count)}
-            for name, rms in train.normalizers(envs).items()
-        },
+        "normalizers": _map(torch.as_tensor, envs.state_dict()),  # tensors load weights_only
         "rng": rng_state(),
     }  # fmt: skip
     buffer = io.BytesIO()
@@ -603,11 +602,9 @@ def load_group(group_dir: str | Path) -> dict[str, Any]:
     return data
 
 
-def restore_normalizers(envs: gym.vector.SyncVectorEnv, saved: dict[str, Any]) -> None:
-    for name, rms in train.normalizers(envs).items():
-        rms.mean = saved[name]["mean"].numpy().astype(np.float64)
-        rms.var = saved[name]["var"].numpy().astype(np.float64)
-        rms.count = float(saved[name]["count"])
+def _map(fn: Any, tree: dict[str, Any]) -> dict[str, Any]:
+    """``fn`` applied to every leaf of a nested dict."""
+    return {k: _map(fn, v) if isinstance(v, dict) else fn(v) for k, v in tree.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -630,9 +627,8 @@ def main(args: Args) -> None:
     )  # fmt: skip
 
     # Each run's env: the trainer's wrapper stack, one env per run, stepped together.
-    envs = train.make_envs(replace(runs_args[0], num_envs=num_runs), "batched")
-    obs_dim = int(np.prod(envs.single_observation_space.shape))
-    act_dim = int(np.prod(envs.single_action_space.shape))
+    envs = RunEnvs(args.env_id, num_runs, args.gamma)
+    obs_dim, act_dim = int(np.prod(envs.obs_shape)), int(np.prod(envs.action_shape))
     agent = BatchedAgent(initial_agents([r.seed for r in runs_args], obs_dim, act_dim))
     parameters = list(agent.parameters())
     optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, eps=1e-5, fused=True)
@@ -662,7 +658,7 @@ def main(args: Args) -> None:
             run.episodes.load_state_dict(s["episodes"])
         agent.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        restore_normalizers(envs, saved["normalizers"])
+        envs.load_state_dict(_map(lambda t: t.numpy(), saved["normalizers"]))
         set_rng_state(saved["rng"])
         active = saved["active"].clone()
         start_iteration, wall_before = saved["iteration"], saved["wall_time"]
@@ -683,7 +679,7 @@ def main(args: Args) -> None:
     truncations = torch.zeros_like(terminations)
 
     seeds = [r.seed + start_iteration for r in runs_args]  # the trainer's seed + iteration
-    next_obs = torch.as_tensor(envs.reset(seed=seeds)[0], dtype=torch.float32)
+    next_obs = torch.as_tensor(envs.reset(seeds), dtype=torch.float32)
     session_start = time.time()
     start_steps = [r.global_step for r in runs]
     iteration = start_iteration
@@ -704,20 +700,18 @@ def main(args: Args) -> None:
                 with torch.no_grad():
                     action = agent.act(next_obs)
                 actions[step] = action
-                next_obs_np, reward, terminated, truncated, info = envs.step(action.numpy())
+                next_obs_np, reward, terminated, truncated, episodes = envs.step(action.numpy())
                 rewards[step] = torch.as_tensor(reward)
                 terminations[step] = torch.as_tensor(terminated)
                 truncations[step] = torch.as_tensor(truncated)
                 next_obs = torch.as_tensor(next_obs_np, dtype=torch.float32)
-                if "final_info" in info:
-                    episode = info["final_info"]["episode"]
-                    for i in np.flatnonzero(info["final_info"]["_episode"]):
-                        if learning[i]:
-                            run = runs[i]
-                            run.episodes.add(episode["r"][i], episode["l"][i])
-                            run.tracker.log({"charts/episodic_return": episode["r"][i],
-                                             "charts/episodic_length": episode["l"][i]},
-                                            run.global_step + step + 1)  # fmt: skip
+                for i, (episode_return, length) in episodes.items():
+                    if learning[i]:
+                        run = runs[i]
+                        run.episodes.add(episode_return, length)
+                        run.tracker.log({"charts/episodic_return": episode_return,
+                                         "charts/episodic_length": length},
+                                        run.global_step + step + 1)  # fmt: skip
             for run, on in zip(runs, learning.tolist(), strict=True):
                 run.global_step += args.num_steps if on else 0
 

@@ -16,6 +16,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import REPO
@@ -23,7 +24,7 @@ from conftest import REPO
 from common.distributions import gaussian_kl
 from common.losses import ppo_loss
 from common.objectives import adapt_kl_beta
-from ppo_continuous import batched, train
+from ppo_continuous import batched, run_envs, train
 
 sys.path.insert(0, str(REPO / "scripts"))
 import records  # noqa: E402
@@ -165,6 +166,36 @@ def test_networks_start_as_the_trainer_builds_them_and_evaluate_alike():
         want = reference.float().evaluate(obs[r], actions[r])
         for g, w in zip(got, want, strict=True):
             assert torch.allclose(g[r], w, atol=1e-6)
+
+
+@pytest.mark.parametrize("env_id", ["Hopper-v5", "Pendulum-v1"])
+def test_run_envs_give_exactly_the_trainers_wrapped_envs_numbers(env_id):
+    """RunEnvs (all runs' normalisations at once) against train.make_envs (gymnasium's wrappers
+    in a same-step-autoreset SyncVectorEnv): the same observations, rewards, ends and episode
+    returns, bit for bit, over Hopper's many terminations and Pendulum's float32 observations and
+    time-limit truncations."""
+    num, gamma = 3, 0.99
+    reference = train.make_envs(train.Args(env_id=env_id, num_envs=num, gamma=gamma), "test")
+    envs = run_envs.RunEnvs(env_id, num, gamma)
+    seeds = [5, 9, 11]
+    assert np.array_equal(reference.reset(seed=seeds)[0], envs.reset(seeds))
+    rng = np.random.default_rng(0)
+    ends = {"terminated": 0, "truncated": 0}
+    for _ in range(420):
+        actions = rng.normal(size=(num, *envs.action_shape)).astype(np.float32) * 2
+        obs, rewards, terminated, truncated, info = reference.step(actions)
+        got = envs.step(actions)
+        for want, have in zip((obs, rewards, terminated, truncated), got[:4], strict=True):
+            assert np.array_equal(want, have)
+        assert got[0].dtype == obs.dtype == np.float32
+        ended = np.flatnonzero(info["final_info"]["_episode"]) if "final_info" in info else []
+        assert sorted(got[4]) == list(ended)
+        for i in ended:
+            episode = info["final_info"]["episode"]
+            assert got[4][i] == (episode["r"][i], episode["l"][i])
+        ends["terminated"] += int(terminated.sum())
+        ends["truncated"] += int(truncated.sum())
+    assert ends["terminated" if env_id == "Hopper-v5" else "truncated"] >= 6
 
 
 def test_adaptive_betas_follow_the_papers_rule_per_run():

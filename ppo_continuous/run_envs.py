@@ -1,0 +1,148 @@
+"""One env per run, stepped together, with the single trainer's normalisations done for all at once.
+
+The single trainer wraps its env in gymnasium's ``NormalizeObservation``, a clip to +-10,
+``NormalizeReward(gamma)`` and another clip (``train.make_envs``), inside a ``SyncVectorEnv``. Run
+R times in one process, those wrappers (each a Python call and a handful of NumPy operations on
+one small array per step) cost about as much as the MuJoCo env under them. ``RunEnvs`` keeps the
+inner wrappers per env (``RecordEpisodeStatistics``, ``ClipAction``) and computes the four outer
+ones for all R runs in one pass of array operations: the same formulas as gymnasium's
+``RunningMeanStd`` (Chan et al.'s parallel update) in the same floating-point types, applied at
+the same moments (every step, and again on the reset observation when an episode ends, as the
+same-step autoreset does), so each run sees exactly the numbers its own wrapper stack would give.
+``tests/test_batched.py`` checks that, number for number, against ``train.make_envs``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+EPSILON = 1e-8  # NormalizeObservation's and NormalizeReward's default epsilon
+CLIP = 10.0  # train.clip_10
+
+
+class RunningMeanStds:
+    """R of gymnasium's ``RunningMeanStd``, one row each; ``update`` takes one sample per run."""
+
+    def __init__(self, num_runs: int, shape: tuple[int, ...], dtype: Any = np.float64) -> None:
+        self.mean = np.zeros((num_runs, *shape), dtype=dtype)
+        self.var = np.ones((num_runs, *shape), dtype=dtype)
+        self.count = np.full(num_runs, 1e-4)  # RunningMeanStd's epsilon, a Python float there
+
+    def update(self, x: np.ndarray, which: np.ndarray | None = None) -> None:
+        """``update_mean_var_count_from_moments`` with a batch of one sample (mean x, var 0), for
+        the runs in ``which`` (all by default)."""
+        # gymnasium's count is a Python float, which takes the type of the array it meets
+        # (NumPy's NEP 50): ``typed`` reproduces that, so float32 statistics stay float32.
+        count = self.count.reshape(-1, *([1] * (self.mean.ndim - 1)))
+        tot_count = count + 1
+
+        def typed(value: np.ndarray, like: np.ndarray) -> np.ndarray:
+            return value.astype(like.dtype)
+
+        delta = x - self.mean
+        new_mean = self.mean + typed(delta * 1 / typed(tot_count, delta), delta)
+        m_a = self.var * typed(count, self.var)
+        m_b = np.zeros(x.shape, dtype=x.dtype) * 1  # np.var of one sample
+        scaled = np.square(delta) * typed(count, delta) * 1 / typed(tot_count, delta)
+        m2 = m_a + m_b + scaled
+        new_var = m2 / typed(tot_count, m2)
+        if which is None:
+            self.mean, self.var, self.count = new_mean, new_var, self.count + 1
+            return
+        rows = which.reshape(count.shape)
+        self.mean = np.where(rows, new_mean, self.mean)
+        self.var = np.where(rows, new_var, self.var)
+        self.count = np.where(which, self.count + 1, self.count)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"mean": self.mean, "var": self.var, "count": self.count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.mean, self.var = np.asarray(state["mean"]), np.asarray(state["var"])
+        self.count = np.asarray(state["count"], dtype=np.float64)
+
+
+class RunEnvs:
+    """R envs of ``env_id``, env r for run r, with same-step autoreset (as ``train.make_envs``)."""
+
+    def __init__(self, env_id: str, num_runs: int, gamma: float) -> None:
+        # The trainer's stack from the inside out: RecordEpisodeStatistics, then ClipAction.
+        self.envs = [
+            gym.wrappers.ClipAction(gym.wrappers.RecordEpisodeStatistics(gym.make(env_id)))
+            for _ in range(num_runs)
+        ]
+        space = self.envs[0].observation_space
+        self.obs_shape: tuple[int, ...] = space.shape
+        self.action_shape: tuple[int, ...] = self.envs[0].action_space.shape
+        self.gamma = gamma
+        # NormalizeObservation keeps float32 statistics (its observation space's type) until the
+        # first float64 observation promotes them; NormalizeReward's are float64.
+        self.obs_rms = RunningMeanStds(num_runs, self.obs_shape, dtype=np.float32)
+        self.return_rms = RunningMeanStds(num_runs, ())
+        self.discounted_reward = np.zeros(num_runs)
+        self._raw_obs = np.zeros((num_runs, *self.obs_shape), dtype=space.dtype)
+        self._rewards = np.zeros(num_runs)
+
+    def _normalize_obs(self, which: np.ndarray | None = None) -> np.ndarray:
+        """NormalizeObservation.observation then the clip, for the runs in ``which``."""
+        self.obs_rms.update(self._raw_obs, which)
+        normalized = np.float32(
+            (self._raw_obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + EPSILON)
+        )
+        return np.clip(normalized, -CLIP, CLIP)
+
+    def reset(self, seeds: list[int]) -> np.ndarray:
+        """Reset env r with ``seeds[r]``; the normalised observations, (R, obs_dim) float32."""
+        for r, (env, seed) in enumerate(zip(self.envs, seeds, strict=True)):
+            self._raw_obs[r] = env.reset(seed=seed)[0]
+        return self._normalize_obs()
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Step every env; returns (obs, rewards, terminations, truncations, episodes).
+
+        ``episodes`` maps a run whose episode ended this step to its (return, length) from
+        RecordEpisodeStatistics; its env was reset, and ``obs`` holds the new episode's first
+        observation, as in ``train.make_envs``.
+        """
+        num_runs = len(self.envs)
+        terminations = np.zeros(num_runs, dtype=bool)
+        truncations = np.zeros(num_runs, dtype=bool)
+        episodes = {}
+        for r, env in enumerate(self.envs):
+            obs, reward, terminated, truncated, info = env.step(actions[r])
+            self._raw_obs[r], self._rewards[r] = obs, float(reward)
+            terminations[r], truncations[r] = terminated, truncated
+            if terminated or truncated:
+                episodes[r] = (float(info["episode"]["r"]), int(info["episode"]["l"]))
+        next_obs = self._normalize_obs()
+        # NormalizeReward: the discounted return's running variance scales the reward.
+        self.discounted_reward = (
+            self.discounted_reward * self.gamma * (1 - terminations) + self._rewards
+        )
+        self.return_rms.update(self.discounted_reward)
+        rewards = np.clip(self._rewards / np.sqrt(self.return_rms.var + EPSILON), -CLIP, CLIP)
+        if episodes:  # same-step autoreset: the reset observation also updates the statistics
+            ended = np.zeros(num_runs, dtype=bool)
+            for r in episodes:
+                self._raw_obs[r] = self.envs[r].reset()[0]
+                ended[r] = True
+            next_obs = np.where(ended[:, None], self._normalize_obs(ended), next_obs)
+        return next_obs, rewards, terminations, truncations, episodes
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"obs_rms": self.obs_rms.state_dict(), "return_rms": self.return_rms.state_dict(),
+                "discounted_reward": self.discounted_reward}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.obs_rms.load_state_dict(state["obs_rms"])
+        self.return_rms.load_state_dict(state["return_rms"])
+        self.discounted_reward = np.asarray(state["discounted_reward"], dtype=np.float64)
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
