@@ -84,6 +84,22 @@ def random_scores_for(envs: list[str], path: str | None) -> dict[str, float]:
     return scores
 
 
+def runs_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """What the runs cost and where they ran: run time, SPS, commits, hosts, runners."""
+    wall = [r["wall_time_s"] for r in rows if r.get("wall_time_s")]
+    sps = [r["sps"] for r in rows if r.get("sps")]
+    if not wall:
+        return []
+    by_key = lambda name: sorted({str(r.get(name) or "unknown") for r in rows})  # noqa: E731
+    return [
+        f"Run time: {sum(wall) / 3600:.1f} hours over {len(wall)} runs (median {np.median(wall) / 60:.0f} "
+        f"minutes a run); SPS per run: median {np.median(sps):.0f}, range {min(sps):.0f} to {max(sps):.0f}. "
+        f"Commits: {', '.join(by_key('commit'))}. Hosts: {'; '.join(by_key('host'))}. "
+        f"Runners: {', '.join(by_key('runner'))}.",
+        "",
+    ]
+
+
 # ---------------------------------------------------------------- plots
 
 
@@ -191,6 +207,7 @@ def write_page(
     lines = [f"# {title}", "",
              f"{len(rows)} runs ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}); "
              f"{len(atari)} Atari, {len(mujoco)} other.", ""]  # fmt: skip
+    lines += runs_lines(rows)
     plots = learning_curves(rows, img_dir)
     if mujoco:
         random_scores = random_scores_for(sorted({r["env_id"] for r in mujoco}), args.random_scores)

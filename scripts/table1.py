@@ -97,6 +97,17 @@ def fmt(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
+def incomplete_note(counted: int, expected_runs: int | None, variants: int) -> list[str]:
+    if not expected_runs or counted >= expected_runs:
+        return []
+    return [
+        f"**Incomplete.** Per env, 1 is the best of the settings recorded so far ({variants} of "
+        "the paper's 11 have runs), so scores and ranks will move as runs land. Our rank is "
+        "among the settings with runs; the paper's rank is among all 11.",
+        "",
+    ]
+
+
 def table1_lines(
     rows: list[dict[str, Any]], random_scores: dict[str, float], expected_runs: int | None = None
 ) -> list[str]:
@@ -106,7 +117,7 @@ def table1_lines(
     paper = paper_table1()
     variants = sorted(ours, key=lambda v: (variant_order(v), v))
     our_ranks = ranks({v: ours[v]["score"] for v in variants})
-    paper_ranks = ranks({v: paper[variant_label(v)] for v in variants if variant_label(v) in paper})
+    paper_ranks = ranks(paper)  # among all of the paper's settings, whichever we have runs of
     diverged = defaultdict(int)
     for r in rows:
         if r.get("status") == "diverged":
@@ -119,6 +130,7 @@ def table1_lines(
         "",
         f"Runs counted: {counted}" + (f" of {expected_runs}" if expected_runs else "") + ".",
         "",
+        *incomplete_note(counted, expected_runs, len(variants)),
         "| setting | ours | 95% interval | runs | diverged | rank | paper | paper rank |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -127,7 +139,7 @@ def table1_lines(
         label = variant_label(v)
         lines.append(
             f"| {label} | {fmt(ours[v]['score'])} | [{fmt(low)}, {fmt(high)}] | {ours[v]['runs']} "
-            f"| {diverged[v]} | {our_ranks[v]} | {fmt(paper.get(label))} | {paper_ranks.get(v, 'n/a')} |"
+            f"| {diverged[v]} | {our_ranks[v]} | {fmt(paper.get(label))} | {paper_ranks.get(label, 'n/a')} |"
         )
     envs = sorted({e for d in ours.values() for e in d["per_env"]})
     lines += ["", "Per env (normalised mean over seeds):", "",
