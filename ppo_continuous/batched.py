@@ -37,13 +37,13 @@ and reports read it unchanged. The group's checkpoint (all runs' weights, Adam s
 betas, episode logs, RNG states) goes to ``<group-dir>/checkpoints/latest.pt``; SIGTERM and Ctrl-C
 finish the iteration, save and exit 0, and ``--resume <group-dir>`` continues.
 
-Measured (2-core AMD EPYC VM, Hopper-v5, Table 1's 11 settings as one group, background sweep
-paused): 1,519 aggregate SPS against the single trainer's 926, 1.6x. The update is shared well
-(2.8 s per iteration for 11 runs against about 1 s for one) but each run's env is not: stepping
-11 MuJoCo envs through gymnasium's wrapper stack takes about 12 s of a 15 s iteration here, so on
-this machine the env side, not the network, bounds the gain. Learning at equal steps matches
-separate runs (InvertedPendulum-v5, 3 seeds, 49k steps: mean return over training 66.5 +- 1.9
-batched against 67.7 +- 4.8 separate).
+Measured (2-core AMD EPYC VM, Hopper-v5, background sweep paused, other engineers' jobs still
+running): Table 1's 11 settings as one group ran at 2,254 aggregate SPS against the single
+trainer's 876 (2.6x; 1,767 against 778 in a noisier window), and 33 runs (11 settings x 3 seeds,
+the launcher's group) at 2,373 against 778 (3.0x). What is left is mostly each run's own env:
+MuJoCo and gymnasium's per-env Python take about 6 of the 8.5 s of an uncontended 11-run iteration,
+the update about 2. Learning at equal steps matches separate runs (InvertedPendulum-v5, 3 seeds,
+49k steps: mean return over training 66.5 +- 1.9 batched against 67.7 +- 4.8 separate).
 """
 
 from __future__ import annotations
@@ -78,8 +78,9 @@ from common.losses import (
     value_loss,
 )
 from common.objectives import OBJECTIVES, Objective, adapt_kl_beta, clipped_surrogate
-from common.runtime import code_version, host_description
+from common.runtime import code_version, host_description, route_mujoco_warnings
 from common.tracking import Progress, Tracker
+from common.validation import make_env_or_usage_error
 from ppo_continuous import train
 from ppo_continuous.run_envs import RunEnvs
 
@@ -201,7 +202,8 @@ def validate(args: Args) -> None:
         raise UsageError("--num-minibatches", f"must divide --num-steps {args.num_steps} into "
                          "minibatches of 2 or more samples")  # fmt: skip
     require_registered_env(args.env_id)
-    probe = gym.make(args.env_id)
+    route_mujoco_warnings()
+    probe = make_env_or_usage_error(args.env_id)
     is_box = isinstance(probe.action_space, gym.spaces.Box)
     probe.close()
     if not is_box:
