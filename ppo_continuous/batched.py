@@ -649,7 +649,8 @@ def main(args: Args) -> None:
         runs = []
         for r in runs_args:
             name = default_run_name(r.env_id, r.exp_name, r.seed)
-            runs.append(Run(r, name, Path(args.runs_dir) / name, r.kl_beta, EpisodeLog()))
+            run_dir = Path(args.runs_dir).resolve() / name  # absolute: a resume may start elsewhere
+            runs.append(Run(r, name, run_dir, r.kl_beta, EpisodeLog()))
     else:
         runs = [
             Run(r, s["name"], Path(s["dir"]), s["kl_beta"], EpisodeLog(), s["global_step"],
