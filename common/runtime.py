@@ -7,6 +7,8 @@ import os
 import platform
 import random
 import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +77,30 @@ def host_description() -> str:
     except OSError:
         pass
     return f"{model}, {os.cpu_count()} cores"
+
+
+class MuJoCoWarning(UserWarning):
+    """A warning MuJoCo's C library raised (e.g. a deprecated XML attribute of a gymnasium model)."""
+
+
+def _warn_from_mujoco(message: str) -> None:
+    try:
+        warnings.warn(f"MuJoCo: {message}", MuJoCoWarning, stacklevel=2)
+    except Exception as err:  # noqa: BLE001 - an exception must not cross back into MuJoCo's C code
+        print(f"MuJoCo: {message} ({err})", file=sys.stderr)
+
+
+@functools.cache
+def route_mujoco_warnings() -> None:
+    """Send MuJoCo's warnings through Python's ``warnings`` instead of MuJoCo's default handler.
+
+    The default handler prints each warning and appends it to ``MUJOCO_LOG.TXT`` in the working
+    directory. A model's deprecated XML (HalfCheetah's ``settotalmass``) warns at every load, once
+    per env; as Python warnings each distinct one is shown once per run (the default filter) and
+    no log file is written. Does nothing when MuJoCo is not installed.
+    """
+    try:
+        import mujoco
+    except ImportError:
+        return
+    mujoco.set_mju_user_warning(_warn_from_mujoco)

@@ -158,3 +158,21 @@ def is_atari_id(env_id: str) -> bool:
     gym.register_envs(ale_py)
     spec = gym.registry.get(env_id)
     return spec is not None and str(spec.entry_point).startswith("ale_py")
+
+
+def make_env_or_usage_error(env_id: str, flag_name: str = "--env-id", **kwargs: Any):
+    """``gym.make(env_id)``; an env whose optional dependency is missing (gymnasium raises
+    ``DependencyNotInstalled``, e.g. Box2D for BipedalWalker) is a UsageError naming the package."""
+    import gymnasium as gym
+
+    try:
+        return gym.make(env_id, **kwargs)
+    except gym.error.DependencyNotInstalled as err:
+        raise UsageError(flag_name, missing_dependency_message(env_id, err)) from None
+
+
+def missing_dependency_message(env_id: str, err: Exception) -> str:
+    """gymnasium's message (it says what to ``pip install``) on one line, with the env id."""
+    text = " ".join(str(err).split())
+    hint = "" if "pip install" in text else '; pip install "gymnasium[all]" installs every family'
+    return f"{env_id!r} needs a package that is not installed: {text}{hint}"

@@ -19,6 +19,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from common.runtime import route_mujoco_warnings
+
 EPSILON = 1e-8  # NormalizeObservation's and NormalizeReward's default epsilon
 CLIP = 10.0  # train.clip_10
 
@@ -69,6 +71,7 @@ class RunEnvs:
     """R envs of ``env_id``, env r for run r, with same-step autoreset (as ``train.make_envs``)."""
 
     def __init__(self, env_id: str, num_runs: int, gamma: float) -> None:
+        route_mujoco_warnings()  # no MUJOCO_LOG.TXT; each distinct warning once
         # The trainer's stack from the inside out: RecordEpisodeStatistics, then ClipAction.
         self.envs = [
             gym.wrappers.ClipAction(gym.wrappers.RecordEpisodeStatistics(gym.make(env_id)))
