@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -28,7 +30,9 @@ class EvalArgs:
     seed: int = 1000
     """seed of the evaluation envs (a different one from training's by default)"""
     capture_video: bool = False
-    """record the episodes to videos/{run_name}-eval"""
+    """record the episodes as mp4 into the run folder's videos/eval-{time}/"""
+    render: bool = False
+    """watch the agent play in a window (needs a display; see --capture-video for none)"""
     out: str | None = None
     """where to write the JSON result: a file, or a folder for eval.json (default: the run folder)"""
     cuda: bool = True
@@ -44,6 +48,38 @@ def validate_eval(args: EvalArgs) -> None:
     if args.out is not None:
         out = Path(args.out)
         require_writable_dir(out if out.is_dir() else out.parent, "--out")
+    if args.render:
+        require_display()
+        if args.capture_video:
+            raise UsageError(
+                "--render",
+                "cannot be combined with --capture-video (an env renders either to a window or "
+                "to frames); run once with each",
+            )
+
+
+def require_display() -> None:
+    """``--render`` opens a window, so it needs an X11 or Wayland display."""
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise UsageError(
+            "--render",
+            "opens a window, but there is no display (neither DISPLAY nor WAYLAND_DISPLAY is set); "
+            "use --capture-video to record mp4s instead, or run under a virtual display: "
+            "xvfb-run python ... --render",
+        )
+
+
+def run_folder(ckpt: Checkpoint) -> Path:
+    """The run folder a checkpoint belongs to (the one holding its ``checkpoints/``), else its own."""
+    folder = ckpt.file.parent
+    return folder.parent if folder.name == "checkpoints" else folder
+
+
+def video_folder(args: EvalArgs, ckpt: Checkpoint) -> Path | None:
+    """With ``--capture-video``: a new folder per evaluation in the run's ``videos/``."""
+    if not args.capture_video:
+        return None
+    return run_folder(ckpt) / "videos" / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def output_file(args: EvalArgs, ckpt: Checkpoint) -> Path:
@@ -54,7 +90,9 @@ def output_file(args: EvalArgs, ckpt: Checkpoint) -> Path:
     return out / "eval.json" if out.is_dir() else out
 
 
-def report(returns: list[float], args: EvalArgs, ckpt: Checkpoint) -> dict:
+def report(
+    returns: list[float], args: EvalArgs, ckpt: Checkpoint, videos: Path | None = None
+) -> dict:
     """Print mean +- std of the first ``args.episodes`` returns and write them as JSON; returns it."""
     returns = returns[: args.episodes]
     result = {
@@ -71,7 +109,8 @@ def report(returns: list[float], args: EvalArgs, ckpt: Checkpoint) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     mode = "deterministic" if args.deterministic else "sampled"
+    videos_note = f"; videos in {videos}" if videos else ""
     print(
-        f"{ckpt.run_name}: {result['mean_return']:.2f} +- {result['std_return']:.2f} over {len(returns)} episodes ({mode}); wrote {out}"
+        f"{ckpt.run_name}: {result['mean_return']:.2f} +- {result['std_return']:.2f} over {len(returns)} episodes ({mode}); wrote {out}{videos_note}"
     )
     return result

@@ -62,6 +62,7 @@ class Tracker:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.wandb_run = None
+        self.wandb_sync_dir: str | None = None  # an offline W&B run's folder, for `wandb sync`
         if wandb_settings is not None:
             self.wandb_run = self._guard(self._start_wandb, run_name, config, wandb_settings)
         try:
@@ -91,6 +92,7 @@ class Tracker:
             )
             run = self._init_wandb(run_name, config, settings, "offline")
         if run is not None and run.settings.mode == "offline":
+            self.wandb_sync_dir = run.settings.sync_dir
             print(
                 f"W&B is offline; upload the run later with: wandb sync {run.settings.sync_dir}",
                 file=sys.stderr,
@@ -138,6 +140,7 @@ class Tracker:
             stacklevel=3,
         )
         run, self.wandb_run = self.wandb_run, None
+        self.wandb_sync_dir = None  # what it wrote offline may be partial
         try:
             import wandb
 

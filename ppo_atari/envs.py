@@ -81,15 +81,22 @@ def make_atari_envs(
     seed: int,
     async_gymnasium: bool = True,
     video_folder: str | None = None,
+    render: bool = False,
 ) -> gym.vector.VectorEnv:
-    """The vector env of the chosen backend; ``video_folder`` records env 0's episodes as mp4."""
-    if backend == "ale_vector":
+    """The vector env of the chosen backend; ``video_folder`` records env 0's episodes as mp4.
+
+    ``render`` shows env 0 in the ALE's own window (render_mode "human", at the game's 60 fps);
+    only ale-py's single-game env has that mode, so it always uses the gymnasium backend, in-process.
+    """
+    if render:
+        envs = _gymnasium_vector_env(spec, num_envs, False, video_folder, render=True)
+    elif backend == "ale_vector":
         envs = _ale_vector_env(spec, num_envs)
     elif backend == "gymnasium":
         envs = _gymnasium_vector_env(spec, num_envs, async_gymnasium, video_folder)
     else:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
-    if video_folder is not None and backend == "ale_vector":
+    if video_folder is not None and backend == "ale_vector" and not render:
         envs = RecordEnvZero(envs, video_folder)
     envs.action_space.seed(seed)
     return envs
@@ -133,14 +140,20 @@ class FireOnReset(gym.Wrapper):
 
 
 def _gymnasium_vector_env(
-    spec: AtariSpec, num_envs: int, use_async: bool, video_folder: str | None
+    spec: AtariSpec,
+    num_envs: int,
+    use_async: bool,
+    video_folder: str | None,
+    render: bool = False,
 ) -> gym.vector.VectorEnv:
+    env0_render_mode = "human" if render else "rgb_array" if video_folder else None
+
     def make_one(index: int):
         def thunk() -> gym.Env:
-            record = video_folder is not None and index == 0
+            mode = env0_render_mode if index == 0 else None
             # frameskip=1 here so AtariPreprocessing can skip 4 and max-pool the last two frames.
-            env = gym.make(spec.env_id, frameskip=1, render_mode="rgb_array" if record else None)
-            if record:
+            env = gym.make(spec.env_id, frameskip=1, render_mode=mode)
+            if mode == "rgb_array":
                 env = gym.wrappers.RecordVideo(env, video_folder, disable_logger=True)
             env = gym.wrappers.AtariPreprocessing(
                 env, noop_max=NOOP_MAX, frame_skip=FRAME_SKIP, screen_size=84, grayscale_obs=True

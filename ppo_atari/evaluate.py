@@ -10,7 +10,7 @@ import torch
 from common.checkpoint import load_checkpoint
 from common.cli import exit_usage, parse_args
 from common.distributions import sample_categorical
-from common.evaluation import EvalArgs, report, validate_eval
+from common.evaluation import EvalArgs, report, validate_eval, video_folder
 from common.runtime import pick_device
 from ppo_atari.envs import GameTracker, atari_spec, make_atari_envs
 from ppo_atari.train import Agent
@@ -23,10 +23,11 @@ def evaluate(eval_args: EvalArgs) -> dict:
     saved = ckpt.args
     device = pick_device(eval_args.cuda)
     torch.manual_seed(eval_args.seed)
-    video = f"videos/{ckpt.run_name}-eval" if eval_args.capture_video else None
+    videos = video_folder(eval_args, ckpt)
     envs = make_atari_envs(
-        atari_spec(saved["env_id"]), 1, saved["env_backend"], eval_args.seed, False, video
-    )
+        atari_spec(saved["env_id"]), 1, saved["env_backend"], eval_args.seed, False,
+        videos and str(videos), render=eval_args.render,
+    )  # fmt: skip
     agent = Agent(int(envs.single_action_space.n)).to(device).to(memory_format=torch.channels_last)
     agent.load_state_dict(ckpt.data["model"])
     agent.eval()
@@ -43,7 +44,7 @@ def evaluate(eval_args: EvalArgs) -> dict:
         _, _, finished = games.step(reward, terminated, truncated, info)
         returns.extend(float(game_return) for _, game_return, _ in finished)
     envs.close()
-    return report(returns, eval_args, ckpt)
+    return report(returns, eval_args, ckpt, videos)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from torch import nn
 from common.args import RunArgs
 from common.checkpoint import RunState, Saver, open_checkpoints
 from common.cli import default_run_name, parse_args
+from common.console import announce_end, announce_start
 from common.distributions import (
     categorical_entropy,
     categorical_kl,
@@ -140,6 +141,8 @@ def main(args: Args) -> None:
     args, state, warm_start = open_checkpoints(args, "ppo_atari")
     run_name = state.run_name if state else default_run_name(args.env_id, args.exp_name, args.seed)
     run_dir = str(state.run_dir(args.runs_dir)) if state else f"{args.runs_dir}/{run_name}"
+    video_folder = f"{run_dir}/videos" if args.capture_video else None
+    announce_start(run_dir, args.total_timesteps, args.num_envs * args.num_steps, video_folder)
     seed_everything(args.seed, args.torch_deterministic)
     device = pick_device(args.cuda)
     autocast = (
@@ -149,7 +152,6 @@ def main(args: Args) -> None:
     )
 
     spec = atari_spec(args.env_id)
-    video_folder = f"videos/{run_name}" if args.capture_video else None
     envs = make_atari_envs(
         spec, args.num_envs, args.env_backend, args.seed, args.async_envs, video_folder
     )
@@ -167,7 +169,7 @@ def main(args: Args) -> None:
     saver.restore(state or warm_start, weights_only=state is None)
     tracker = Tracker(run_dir, run_name, asdict(args), wandb_settings_from(args, run.wandb_run_id))
     run.wandb_run_id = tracker.wandb_run_id
-    videos = VideoUploader(video_folder or f"videos/{run_name}", tracker)
+    videos = VideoUploader(f"{run_dir}/videos", tracker)
     progress = Progress(num_iterations * batch_size, initial=run.global_step)
 
     # Rollout storage: (T, N, ...) tensors reused every iteration; frames stay uint8.
@@ -326,6 +328,7 @@ def main(args: Args) -> None:
         saver.write_summary(summary)
         tracker.set_summary(summary)
         progress.close()
+        announce_end(summary, run_dir, "ppo_atari", tracker.wandb_sync_dir)
         try:
             envs.close()  # RecordVideo writes the episode it is still recording
             videos.upload_new(run.global_step)

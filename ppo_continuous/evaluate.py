@@ -10,11 +10,13 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+from gymnasium.error import DependencyNotInstalled
 
 from common.checkpoint import load_checkpoint, restore_normalizers
 from common.cli import exit_usage, parse_args
-from common.evaluation import EvalArgs, report, validate_eval
+from common.evaluation import EvalArgs, report, validate_eval, video_folder
 from common.runtime import pick_device
+from common.validation import missing_dependency_message
 from ppo_continuous.train import Agent, Args, freeze_normalizers, make_envs, normalizers
 
 
@@ -25,7 +27,11 @@ def evaluate(eval_args: EvalArgs) -> dict:
     args = replace(Args(**ckpt.args), num_envs=1, capture_video=eval_args.capture_video)
     device = pick_device(eval_args.cuda)
     torch.manual_seed(eval_args.seed)
-    envs = make_envs(args, f"{ckpt.run_name}-eval")
+    videos = video_folder(eval_args, ckpt)
+    try:
+        envs = make_envs(args, videos and str(videos), render=eval_args.render)
+    except DependencyNotInstalled as err:
+        exit_usage(f"checkpoint: {missing_dependency_message(args.env_id, err)}")
     stats = normalizers(envs)
     restore_normalizers(stats, ckpt.data)
     freeze_normalizers(envs)  # evaluation must not adapt the statistics it was trained with
@@ -46,7 +52,7 @@ def evaluate(eval_args: EvalArgs) -> dict:
                 float(r) for r in info["final_info"]["episode"]["r"][info["final_info"]["_episode"]]
             )
     envs.close()
-    return report(returns, eval_args, ckpt)
+    return report(returns, eval_args, ckpt, videos)
 
 
 if __name__ == "__main__":

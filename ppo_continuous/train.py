@@ -23,15 +23,16 @@ from torch import nn
 from common.args import RunArgs
 from common.checkpoint import RunState, Saver, open_checkpoints
 from common.cli import UsageError, default_run_name, parse_args, require_registered_env
+from common.console import announce_end, announce_start
 from common.distributions import gaussian_entropy, gaussian_kl, gaussian_log_prob
 from common.divergence import Diverged, clip_gradients, stop_diverged
 from common.episodes import EpisodeLog, run_summary
 from common.gae import advantages_and_returns
 from common.losses import explained_variance, linear_anneal, ppo_loss
 from common.objectives import Objective, adapt_kl_beta
-from common.runtime import layer_init, pick_device, seed_everything
+from common.runtime import layer_init, pick_device, route_mujoco_warnings, seed_everything
 from common.tracking import Progress, Tracker, VideoUploader, wandb_settings_from
-from common.validation import check_command_line, is_atari_id
+from common.validation import check_command_line, is_atari_id, make_env_or_usage_error
 
 
 @dataclass
@@ -101,7 +102,8 @@ def validate(args: Args) -> None:
             "use ppo_atari/train.py",
         )
     require_registered_env(args.env_id)
-    probe = gym.make(args.env_id)  # one env, only to read its action type
+    route_mujoco_warnings()
+    probe = make_env_or_usage_error(args.env_id)  # one env, only to read its action type
     action_space = probe.action_space
     probe.close()
     if not isinstance(action_space, gym.spaces.Box):
@@ -112,23 +114,26 @@ def validate(args: Args) -> None:
         )
 
 
-def make_envs(args: Args, run_name: str) -> gym.vector.VectorEnv:
+def make_envs(
+    args: Args, video_folder: str | None = None, render: bool = False
+) -> gym.vector.VectorEnv:
     """N envs that reset in the same step as they end, so no transition is a dummy reset step.
 
+    ``video_folder`` records env 0's episodes as mp4; ``render`` shows env 0 in a window.
     The normalisations are per-env gymnasium wrappers (as in CleanRL) rather than batched ones:
     gymnasium's batched observation wrappers refuse same-step autoreset, and inside each env they
     also normalise ``info["final_obs"]``, which bootstrapping a truncation needs.
     """
-
-    if args.capture_video and not os.environ.get("DISPLAY"):
+    route_mujoco_warnings()
+    if video_folder and not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo renders headless through EGL
+    env0_render_mode = "human" if render else "rgb_array" if video_folder else None
 
     def make_one(index: int):
         def thunk() -> gym.Env:
-            record = args.capture_video and index == 0
-            env = gym.make(args.env_id, render_mode="rgb_array" if record else None)
-            if record:
-                env = gym.wrappers.RecordVideo(env, f"videos/{run_name}", disable_logger=True)
+            env = gym.make(args.env_id, render_mode=env0_render_mode if index == 0 else None)
+            if video_folder and index == 0:
+                env = gym.wrappers.RecordVideo(env, video_folder, disable_logger=True)
             # --8<-- [start:env_wrappers]
             env = gym.wrappers.RecordEpisodeStatistics(env)  # raw returns, before any scaling
             env = gym.wrappers.ClipAction(env)  # the env gets clipped actions; we store unclipped
@@ -205,11 +210,13 @@ def main(args: Args) -> None:
     args, state, warm_start = open_checkpoints(args, "ppo_continuous")
     run_name = state.run_name if state else default_run_name(args.env_id, args.exp_name, args.seed)
     run_dir = str(state.run_dir(args.runs_dir)) if state else f"{args.runs_dir}/{run_name}"
+    video_folder = f"{run_dir}/videos" if args.capture_video else None
+    announce_start(run_dir, args.total_timesteps, args.num_envs * args.num_steps, video_folder)
     torch.set_num_threads(args.torch_threads)
     seed_everything(args.seed, args.torch_deterministic)
     device = pick_device(args.cuda)
 
-    envs = make_envs(args, run_name)
+    envs = make_envs(args, video_folder)
     obs_dim = int(np.prod(envs.single_observation_space.shape))
     act_dim = int(np.prod(envs.single_action_space.shape))
     agent = Agent(obs_dim, act_dim).to(device)
@@ -223,7 +230,7 @@ def main(args: Args) -> None:
     saver.restore(state or warm_start, weights_only=state is None)
     tracker = Tracker(run_dir, run_name, asdict(args), wandb_settings_from(args, run.wandb_run_id))
     run.wandb_run_id = tracker.wandb_run_id
-    videos = VideoUploader(f"videos/{run_name}", tracker)
+    videos = VideoUploader(f"{run_dir}/videos", tracker)
     progress = Progress(num_iterations * batch_size, initial=run.global_step)
 
     # Rollout storage: (T, N, ...) tensors reused every iteration.
@@ -357,6 +364,7 @@ def main(args: Args) -> None:
         saver.write_summary(summary)
         tracker.set_summary(summary)
         progress.close()
+        announce_end(summary, run_dir, "ppo_continuous", tracker.wandb_sync_dir)
         try:
             envs.close()  # RecordVideo writes the episode it is still recording
             videos.upload_new(run.global_step)

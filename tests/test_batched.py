@@ -175,7 +175,7 @@ def test_run_envs_give_exactly_the_trainers_wrapped_envs_numbers(env_id):
     returns, bit for bit, over Hopper's many terminations and Pendulum's float32 observations and
     time-limit truncations."""
     num, gamma = 3, 0.99
-    reference = train.make_envs(train.Args(env_id=env_id, num_envs=num, gamma=gamma), "test")
+    reference = train.make_envs(train.Args(env_id=env_id, num_envs=num, gamma=gamma))
     envs = run_envs.RunEnvs(env_id, num, gamma)
     seeds = [5, 9, 11]
     assert np.array_equal(reference.reset(seed=seeds)[0], envs.reset(seeds))

@@ -211,7 +211,9 @@ def test_sigterm_saves_and_exits_zero(runs_dir, tmp_path):
     run_dir = only_run_dir(runs_dir)
     saved = load_checkpoint(run_dir).data
     assert saved["run"]["iteration"] >= 1  # saved although --save-every was never reached
-    assert "--resume" in out
+    # The end-of-run summary says it stopped and how to continue it.
+    assert f"run stopped at step {saved['run']['global_step']} of" in out
+    assert f"python ppo_continuous/train.py --resume {run_dir}" in out
     done = summary(run_dir)
     assert done["finished"] is False and done["global_step"] == saved["run"]["global_step"]
     assert done["status"] == "stopped"  # ended early, resumable
@@ -535,6 +537,15 @@ def test_evaluate_out_under_a_file_is_one_line_exit_2(pendulum_run, tmp_path):
     a_file.write_text("x")
     result = run_evaluate(pendulum_run, "--out", str(a_file / "eval.json"), cwd=tmp_path)
     assert_usage_error(result, "--out")
+
+
+def test_evaluate_capture_video_writes_into_the_run_folder(pendulum_run, tmp_path):
+    result = run_evaluate(pendulum_run, "--episodes", "1", "--capture-video", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (folder,) = (pendulum_run / "videos").glob("eval-*")
+    assert sorted(folder.glob("*.mp4")), list(folder.iterdir())
+    assert f"videos in {folder}" in result.stdout
+    assert not (tmp_path / "videos").exists()
 
 
 def run_evaluate(run: Path, *flags: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -90,6 +90,7 @@ def check_diverged_run(result, runs_dir, batch: int) -> None:
     assert match, lines[0]
     step = int(match.group(3))
     run_dir = only_run_dir(runs_dir)
+    assert f"run diverged at step {step} in " in result.stdout  # the end-of-run summary
     done = summary(run_dir)
     assert done["status"] == "diverged" and done["finished"] is False
     assert done["diverged_at_step"] == step and step % batch == 0

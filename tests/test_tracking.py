@@ -140,12 +140,15 @@ def mp4_frames(path: Path) -> int:
 
 
 def assert_videos_recorded_and_uploaded(result, runs_dir: Path, cwd: Path, min_frames: int) -> None:
-    """A playable mp4 in videos/{run_name}; each one, the last written when the envs close
-    included, is a W&B video too."""
+    """A playable mp4 in the run's own videos/ folder, which the run's first line names (nothing
+    in the working directory); each one, the last written when the envs close included, is a W&B
+    video too."""
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = only_run_dir(runs_dir)
-    videos = sorted((cwd / "videos" / run_dir.name).glob("*.mp4"))
-    assert videos, list((cwd / "videos").rglob("*"))
+    videos = sorted((run_dir / "videos").glob("*.mp4"))
+    assert videos, list(run_dir.rglob("*"))
+    assert not (cwd / "videos").exists()
+    assert f"run folder: {run_dir} (videos in {run_dir / 'videos'})" in result.stdout
     assert mp4_frames(videos[0]) > min_frames
     (offline,) = (run_dir / "wandb").glob("offline-run-*")
     uploaded = list((offline / "files" / "media" / "videos").rglob("*.mp4"))

@@ -1,0 +1,92 @@
+"""What a run tells its user besides the progress bar: where it goes, and at the end what happened.
+
+Both trainers print one line before the progress bar starts (the run folder, and how many steps
+will run when ``--total-timesteps`` is not a whole number of batches) and a short summary after
+the bar is closed, so neither is glued onto the bar's line.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def planned_steps(total_timesteps: int, batch_size: int) -> int:
+    """The steps a run makes: whole iterations of one batch, ``total_timesteps // batch_size``
+    of them (at least one), as CleanRL does; a remainder smaller than a batch is not run."""
+    return max(1, total_timesteps // batch_size) * batch_size
+
+
+def announce_start(
+    run_dir: str | Path, total_timesteps: int, batch_size: int, videos: str | Path | None
+) -> None:
+    """One line naming the run folder (and the videos folder); one more when the last partial
+    batch of ``--total-timesteps`` will not run."""
+    video_note = f" (videos in {videos})" if videos else ""
+    print(f"run folder: {run_dir}{video_note}", flush=True)
+    steps = planned_steps(total_timesteps, batch_size)
+    if steps != total_timesteps:
+        print(
+            f"--total-timesteps {total_timesteps} is not a multiple of the batch "
+            f"(num_envs * num_steps = {batch_size}): running {steps // batch_size} "
+            f"iterations, {steps} steps",
+            flush=True,
+        )
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _scores_line(summary: dict[str, Any]) -> str:
+    """The paper's two scores (section 6.4): the mean episodic return over all of training and
+    over the last 100 episodes."""
+    if not summary["episodes"]:
+        return "  no episode has ended yet, so there is no mean return"
+    return (
+        f"  mean return over all training: {summary['mean_return_all_training']:.2f} "
+        f"({summary['episodes']} episodes); over the last 100: "
+        f"{summary['mean_return_last_100']:.2f}"
+    )
+
+
+def end_lines(
+    summary: dict[str, Any],
+    run_dir: str | Path,
+    trainer: str,
+    wandb_sync_dir: str | None = None,
+) -> list[str]:
+    """The end-of-run summary: how it ended, the paper's two scores, and the next commands."""
+    status, step = summary["status"], summary["global_step"]
+    how = {
+        "finished": f"finished: {step} steps",
+        "stopped": f"stopped at step {step} of {summary['total_timesteps']}",
+        "diverged": f"diverged at step {summary.get('diverged_at_step', step)}",
+    }[status]
+    sps = "n/a" if summary.get("sps") is None else f"{summary['sps']:.0f}"
+    lines = [
+        f"run {how} in {_duration(summary['wall_time_s'])} ({sps} SPS), {run_dir}",
+        _scores_line(summary),
+    ]
+    if status == "stopped":
+        lines.append(f"  continue it:   python {trainer}/train.py --resume {run_dir}")
+    lines.append(f"  curves:        tensorboard --logdir {Path(run_dir).parent}")
+    if status != "diverged" or Path(run_dir, "checkpoints", "latest.pt").is_file():
+        lines.append(f"  watch it play: python {trainer}/evaluate.py {run_dir}")
+    if wandb_sync_dir:
+        lines.append(f"  upload to W&B: wandb sync {wandb_sync_dir}")
+    return lines
+
+
+def announce_end(
+    summary: dict[str, Any],
+    run_dir: str | Path,
+    trainer: str,
+    wandb_sync_dir: str | None = None,
+) -> None:
+    """Print ``end_lines`` to stdout; call it after the progress bar is closed."""
+    sys.stderr.flush()  # the closed bar's last line goes out first
+    print("\n".join(end_lines(summary, run_dir, trainer, wandb_sync_dir)), flush=True)
