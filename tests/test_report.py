@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -207,3 +208,60 @@ def test_runs_without_a_finished_episode_are_reported_not_a_crash(tmp_path):
     result = run_report("--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| Breakout | n/a | n/a |" in (tmp_path / "out" / "report.md").read_text()
+
+
+def write_run_with_curve(folder, name, summary, returns):
+    """A run folder with summary.json and TensorBoard episode returns, as a trainer leaves it."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    run = folder / name
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps(summary))
+    writer = SummaryWriter(str(run))
+    for i, value in enumerate(returns):
+        writer.add_scalar("charts/episodic_return", value, (i + 1) * 100)
+    writer.close()
+
+
+def test_short_and_diverged_runs_are_reported_not_a_crash(tmp_path):
+    """A run with fewer than 10 episodes (smoothing) and a diverged one do not stop the report."""
+    base = {"env_id": "Pendulum-v1", "global_step": 2048, "total_timesteps": 2048, "seed": 1}
+    write_run_with_curve(tmp_path / "runs", "a", {**base, "exp_name": "clip_0.2", "finished": True, "status": "finished",
+                         "episodes": 3, "mean_return_all_training": -1200.0, "mean_return_last_100": -1100.0},
+                         [-1300.0, -1200.0, -1100.0])  # fmt: skip
+    write_run_with_curve(tmp_path / "runs", "b", {**base, "exp_name": "no_clip", "finished": False, "status": "diverged",
+                         "episodes": 1, "mean_return_all_training": -1500.0, "mean_return_last_100": -1500.0},
+                         [-1500.0])  # fmt: skip
+    out = tmp_path / "out"
+    result = run_report(
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--out",
+        str(out),
+        "--random-scores",
+        str(write_random(tmp_path)),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = (out / "report.md").read_text()
+    assert "2 runs (1 diverged, 1 finished)" in text
+    # Random -1600: clip_0.2 is the best (1.00); no_clip (-1500 - -1600) / 500 = 0.20, 1 diverged.
+    assert re.search(
+        r"\| No clipping or penalty \| 0\.20 \| \[0\.20, 0\.20\] \| 1 \| 1 \| 2 \| -0\.39 \| 11 \|",
+        text,
+    ), text
+    assert "nan" not in text.lower()
+    assert (out / "curve_Pendulum-v1.png").stat().st_size > 5000
+
+
+def write_random(tmp_path):
+    path = tmp_path / "random.csv"
+    path.write_text("env_id,score\nPendulum-v1,-1600\n")
+    return path
+
+
+def test_bad_report_flags_are_one_line_errors(tmp_path):
+    from conftest import assert_usage_error
+
+    assert_usage_error(run_report("--bootstrap-reps", "many"), "--bootstrap-reps")
+    assert_usage_error(run_report("--no-such-flag"), "--no-such-flag")
+    assert_usage_error(run_report("--record-dir", str(tmp_path)), "--record-dir")
