@@ -39,7 +39,9 @@ class RunArgs:
     save_every: int = 50
     """save a checkpoint every this many iterations (and at the end); 0 saves only at the end"""
     keep_checkpoints: int = 3
-    """how many numbered checkpoints to keep besides latest.pt (0 keeps all)"""
+    """how many numbered checkpoints (iter_*.pt) to keep besides latest.pt (0 keeps all)"""
+    numbered_checkpoints: bool = True
+    """also write numbered checkpoints (iter_*.pt); --no-numbered-checkpoints keeps latest.pt alone (sweeps do: an Atari checkpoint is ~20 MB)"""
     resume: str | None = None
     """continue the run saved at this checkpoint or run folder (other flags that change the experiment are refused)"""
     init_from: str | None = None

@@ -31,7 +31,8 @@ LATEST = "latest.pt"
 
 # Flags that may differ between a run and its resumption; every other flag defines the experiment.
 RESUMABLE_FLAGS = frozenset({
-    "total_timesteps", "save_every", "keep_checkpoints", "resume", "init_from", "runs_dir", "cuda",
+    "total_timesteps", "save_every", "keep_checkpoints", "numbered_checkpoints", "resume",
+    "init_from", "runs_dir", "cuda",
     "torch_threads", "track", "wandb_project_name", "wandb_entity", "wandb_group", "wandb_tags",
     "capture_video",
 })  # fmt: skip
@@ -153,7 +154,9 @@ def _merge_resume_args(
     merged = dict(saved)
     for f in fields(args):
         given = getattr(args, f.name)
-        if f.name not in saved:
+        if f.name not in saved:  # a flag newer than the checkpoint: only a resumable one may count
+            if f.name in RESUMABLE_FLAGS:
+                merged[f.name] = given
             continue
         if f.name not in on_command_line and given == getattr(defaults, f.name):
             continue  # not given (a direct call passes changed fields): keep the saved value
@@ -221,6 +224,7 @@ class Saver:
         self.agent, self.optimizer, self.run = agent, optimizer, run
         self.normalizers = normalizers or {}
         self.keep = keep
+        self.numbered = getattr(args, "numbered_checkpoints", True)  # False: latest.pt alone
         remove_stale_temporaries(self.folder)  # left by a kill during a save
         remove_stale_temporaries(self.run_dir)
         self.provenance = {"commit": code_version(), "host": host_description()}
@@ -243,12 +247,7 @@ class Saver:
         every = getattr(self.args, "save_every", 0)
         if final or self.stop_requested or (every > 0 and iteration % every == 0):
             self.save()
-        if self.stop_requested and not final:
-            print(
-                f"stopped at step {self.run.global_step}; continue with --resume {self.run_dir}",
-                flush=True,
-            )
-        return self.stop_requested
+        return self.stop_requested  # the end-of-run summary says how to resume
 
     def state_dict(self) -> dict[str, Any]:
         run = self.run
@@ -280,13 +279,16 @@ class Saver:
         """One file per iteration plus ``latest.pt``, each written atomically; old ones rotated out.
 
         ``latest.pt`` (what resuming a run folder reads) goes first: once any file of this iteration
-        exists, a kill loses nothing before it, not the interval before as well.
+        exists, a kill loses nothing before it, not the interval before as well. Without numbered
+        checkpoints it is the only file.
         """
         buffer = io.BytesIO()
         torch.save(self.state_dict(), buffer)
         blob = buffer.getvalue()
-        path = self.folder / f"iter_{self.run.iteration:07d}.pt"
         atomic_write_bytes(self.folder / LATEST, blob)
+        if not self.numbered:
+            return self.folder / LATEST
+        path = self.folder / f"iter_{self.run.iteration:07d}.pt"
         atomic_write_bytes(path, blob)
         for old in sorted(self.folder.glob("iter_*.pt"))[: -self.keep] if self.keep > 0 else []:
             old.unlink(missing_ok=True)

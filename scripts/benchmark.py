@@ -121,7 +121,10 @@ def plan(args: Args, preset: Preset, runs_dir: Path, record: Record | None = Non
     for variant in args.variants or tuple(preset.variants):
         for env_id in args.env_ids or preset.env_ids:
             for seed in args.seeds or preset.seeds:
+                # Sweeps keep checkpoints/latest.pt alone (an Atari checkpoint is ~20 MB); first, so
+                # --extra='--numbered-checkpoints' overrides it.
                 flags = [
+                    "--no-numbered-checkpoints",
                     "--env-id", env_id, "--seed", str(seed), "--exp-name", variant,
                     "--runs-dir", str(runs_dir), *preset.common_flags, *preset.variants[variant],
                     *shlex.split(args.extra), *tracking, *(["--wandb-group", variant] if args.track else []),

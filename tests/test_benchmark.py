@@ -32,6 +32,8 @@ def test_dry_run_paper_table1(tmp_path):
     lines = commands(result.stdout)
     assert len(lines) == 7 * 11 * 3  # 7 MuJoCo tasks x 11 settings x 3 seeds
     assert all(line.startswith("[new]") and "ppo_continuous/train.py" in line for line in lines)
+    # Sweep runs keep latest.pt alone: no numbered checkpoints.
+    assert all("train.py --no-numbered-checkpoints --env-id" in line for line in lines)
     expected = (f"--env-id Hopper-v5 --seed 2 --exp-name adaptive_kl_0.01 --runs-dir {tmp_path / 'runs'} "
                 "--total-timesteps 1000000 --no-clip-vloss --objective adaptive_kl --kl-target 0.01")  # fmt: skip
     assert any(line.endswith(expected) for line in lines), lines[:3]

@@ -518,6 +518,21 @@ def test_longer_resume_continues_the_learning_rate_smoothly(warm_started_run, tm
     assert load_checkpoint(run).data["run"]["anneal_anchor"] == pytest.approx([2, 0.5])
 
 
+def test_no_numbered_checkpoints_keeps_latest_alone_and_resumes(runs_dir, tmp_path):
+    flags = [*PENDULUM, "--save-every", "1", "--no-numbered-checkpoints", "--runs-dir", str(runs_dir)]  # fmt: skip
+    result = run_trainer("ppo_continuous", *flags, "--total-timesteps", str(3 * BATCH),
+                         cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(runs_dir)
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["latest.pt"]
+    assert load_checkpoint(run_dir).data["run"]["iteration"] == 3
+    result = run_trainer("ppo_continuous", "--resume", str(run_dir), "--total-timesteps",
+                         str(4 * BATCH), cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["latest.pt"]
+    assert load_checkpoint(run_dir).data["run"]["iteration"] == 4
+
+
 def test_evaluate_refuses_zero_episodes(pendulum_run, tmp_path):
     result = run_evaluate(pendulum_run, "--episodes", "0", cwd=tmp_path)
     assert_usage_error(result, "--episodes")
