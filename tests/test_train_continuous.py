@@ -44,21 +44,26 @@ def test_two_iterations_write_cleanrl_metrics(env_id, runs_dir, tmp_path):
     assert logged["charts/learning_rate"][1][1] == pytest.approx(1.5e-4)
 
 
-@pytest.mark.parametrize("objective", ["adaptive_kl", "fixed_kl", "none"])
-def test_other_objectives_run(objective, runs_dir, tmp_path):
+@pytest.mark.parametrize(
+    ("objective", "kl_target", "expected_betas"),
+    [
+        # A KL target no update can stay under doubles beta after every update (eq. 8's rule) ...
+        ("adaptive_kl", "1e-9", [6.0, 12.0, 24.0]),
+        # ... and one no update can reach halves it.
+        ("adaptive_kl", "1e9", [1.5, 0.75, 0.375]),
+        ("fixed_kl", "0.01", [3.0, 3.0, 3.0]),
+        ("none", "0.01", [3.0, 3.0, 3.0]),
+    ],
+)
+def test_other_objectives_run(objective, kl_target, expected_betas, runs_dir, tmp_path):
     result = run_trainer(
         "ppo_continuous", "--env-id", "Pendulum-v1", "--objective", objective, "--kl-beta", "3",
-        "--num-steps", "256", "--num-minibatches", "4", "--update-epochs", "2",
+        "--kl-target", kl_target, "--num-steps", "256", "--num-minibatches", "4", "--update-epochs", "2",
         "--total-timesteps", "768", "--runs-dir", str(runs_dir), cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     betas = [v for _, v in scalars(only_run_dir(runs_dir))["losses/kl_beta"]]
-    assert len(betas) == 3
-    if objective == "adaptive_kl":
-        # Each update halves, doubles or keeps beta: every value is 3 * 2^k.
-        assert all(math.log2(b / 3).is_integer() for b in betas), betas
-    else:
-        assert betas == [3.0, 3.0, 3.0]
+    assert betas == expected_betas
 
 
 def test_bootstrap_truncated_runs(runs_dir, tmp_path):
