@@ -113,7 +113,8 @@ def test_killed_run_is_resumed_on_relaunch(tmp_path):
         command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.time() + 120
-    while not list(runs.glob("*/checkpoints/iter_0000002.pt")) and time.time() < deadline:
+    # Sweep runs keep latest.pt alone (--no-numbered-checkpoints); --save-every 1 writes it each iteration.
+    while not list(runs.glob("*/checkpoints/latest.pt")) and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
