@@ -22,9 +22,13 @@ CLEANRL_METRICS = {
 }
 
 
-@pytest.mark.parametrize("env_id", ["Pendulum-v1", "HalfCheetah-v5"])
+@pytest.mark.parametrize(
+    "env_id", ["Pendulum-v1", "HalfCheetah-v5", "BipedalWalker-v3", "LunarLanderContinuous-v3"]
+)
 def test_two_iterations_write_cleanrl_metrics(env_id, runs_dir, tmp_path):
-    # 2 iterations of 2 envs x 512 steps; Pendulum episodes last 200 steps, HalfCheetah's 1000.
+    # 2 iterations of 2 envs x 512 steps; Pendulum episodes last 200 steps, HalfCheetah's 1000, and
+    # the Box2D tasks' random walkers and landers crash within a few hundred (the seed's own tasks,
+    # installed with the project).
     result = run_trainer(
         "ppo_continuous", "--env-id", env_id, "--num-envs", "2", "--num-steps", "512",
         "--num-minibatches", "4", "--update-epochs", "2", "--total-timesteps", "2048",
