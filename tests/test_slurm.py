@@ -79,7 +79,8 @@ def test_scancelled_job_is_resumed_from_its_checkpoint(slurm, tmp_path):
     sweep = subprocess.Popen([sys.executable, LAUNCHER, "--slurm-partition", "debug", "--cpus-per-task", "1", *flags],
                              cwd=tmp_path, env=slurm, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     deadline = time.time() + 180
-    while not list(runs.glob("*/checkpoints/iter_0000002.pt")) and time.time() < deadline:
+    # Sweep runs keep latest.pt alone (--no-numbered-checkpoints); --save-every 1 writes it each iteration.
+    while not list(runs.glob("*/checkpoints/latest.pt")) and time.time() < deadline:
         assert sweep.poll() is None, sweep.communicate()[0][-3000:]
         time.sleep(0.2)
     jobs = subprocess.run(
@@ -96,7 +97,7 @@ def test_scancelled_job_is_resumed_from_its_checkpoint(slurm, tmp_path):
 
     again = launch(slurm, *flags, cwd=tmp_path)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "1 runs: 0 finished, 1 to resume, 0 new" in again.stdout
+    assert "1 runs: 0 in the record, 0 finished, 1 to resume, 0 new" in again.stdout
     assert run_dirs(runs) == [killed]
     done = summary(killed)
     assert done["finished"] and done["global_step"] == 61440
