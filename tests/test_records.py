@@ -140,3 +140,22 @@ def test_record_only_adds_finished_runs_and_starts_none(tmp_path):
     assert "2 runs: 0 in the record, 1 finished, 0 to resume, 1 new" in only.stdout
     assert sorted(records.Record.load(tmp_path / "record").rows) == [("Pendulum-v1", "clip_0.2", 1)]
     assert len(list(runs.glob("Pendulum-v1__*"))) == 1  # seed 2 was not started
+
+
+def test_a_diverged_run_is_reported_and_recorded_as_diverged(tmp_path):
+    """The launcher says DIVERGED (not failed, not finished), counts it apart, and the record
+    keeps it with its status, so it is never re-run to move a number."""
+    flags = ["--preset", "smoke", "--env-ids", "Pendulum-v1", "--seeds", "1", "--runs-dir", str(tmp_path / "runs"),
+             "--record-dir", str(tmp_path / "record"), "--extra=--learning-rate 1e6"]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, LAUNCHER, *flags], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "DIVERGED Pendulum-v1 clip_0.2 seed 1" in result.stdout
+    assert "0 of 1 runs succeeded; 0 failed; 1 diverged" in result.stdout
+    (row,) = records.Record.load(tmp_path / "record").rows.values()
+    assert row["status"] == "diverged" and row["global_step"] < 2048
+    again = subprocess.run(
+        [sys.executable, LAUNCHER, *flags, "--dry-run"], capture_output=True, text=True, timeout=300
+    )
+    assert "1 runs: 1 in the record, 0 finished, 0 to resume, 0 new" in again.stdout
