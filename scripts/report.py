@@ -85,19 +85,34 @@ def random_scores_for(envs: list[str], path: str | None) -> dict[str, float]:
 
 
 def runs_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """What the runs cost and where they ran: run time, SPS, commits, hosts, runners."""
-    wall = [r["wall_time_s"] for r in rows if r.get("wall_time_s")]
-    sps = [r["sps"] for r in rows if r.get("sps")]
-    if not wall:
-        return []
+    """What the runs cost and where they ran: wall time and SPS per runner, commits, hosts.
+
+    A batched run's wall time is its group's (the group's runs share one process), so batched
+    runs are summarised apart and their times are not added up as if they were separate.
+    """
     by_key = lambda name: sorted({str(r.get(name) or "unknown") for r in rows})  # noqa: E731
-    return [
-        f"Run time: {sum(wall) / 3600:.1f} hours over {len(wall)} runs (median {np.median(wall) / 60:.0f} "
-        f"minutes a run); SPS per run: median {np.median(sps):.0f}, range {min(sps):.0f} to {max(sps):.0f}. "
-        f"Commits: {', '.join(by_key('commit'))}. Hosts: {'; '.join(by_key('host'))}. "
-        f"Runners: {', '.join(by_key('runner'))}.",
-        "",
-    ]
+    lines = []
+    for runner in by_key("runner"):
+        mine = [
+            r for r in rows if str(r.get("runner") or "unknown") == runner and r.get("wall_time_s")
+        ]
+        if not mine:
+            continue
+        wall = [r["wall_time_s"] for r in mine]
+        sps = [r["sps"] for r in mine if r.get("sps")]
+        shared = (
+            " (a run's wall time is its group's: runs of one group share a process)"
+            if runner == "batched"
+            else ""
+        )
+        lines.append(
+            f"- {runner} runner: {len(mine)} runs, wall time per run median {np.median(wall) / 60:.0f} minutes"
+            f"{shared}; SPS per run median {np.median(sps):.0f}, range {min(sps):.0f} to {max(sps):.0f}."
+        )
+    if not lines:
+        return []
+    return ["Runs:", "", *lines,
+            f"- Commits: {', '.join(by_key('commit'))}. Hosts: {'; '.join(by_key('host'))}.", ""]  # fmt: skip
 
 
 # ---------------------------------------------------------------- plots
