@@ -151,9 +151,12 @@ def record_run(record: Record | None, run: Run) -> None:
     if record is None or run_dir is None or run.status() not in RESULT_STATUSES:
         return
     row, curve = result_of_run(run_dir)
+    if key_of(row) != (run.env_id, run.variant, run.seed):  # checked before anything is written
+        raise ValueError(
+            f"{run_dir} holds {key_of(row)}, not the planned {run.env_id} {run.variant} seed {run.seed}"
+        )
     record.add(row, curve)
     record.save()
-    assert key_of(row) == (run.env_id, run.variant, run.seed), (key_of(row), run)
 
 
 class TrainerJob:
