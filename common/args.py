@@ -7,10 +7,19 @@ trainer file shows the hyperparameters of its algorithm and nothing else is writ
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 @dataclass
 class RunArgs:
+    # Flags that may differ between a run and its resumption (``--resume``); every other flag
+    # defines the experiment and is refused if changed. A trainer adds its own (a ClassVar is no flag).
+    resumable_flags: ClassVar[frozenset[str]] = frozenset({
+        "total_timesteps", "save_every", "keep_checkpoints", "numbered_checkpoints", "resume",
+        "init_from", "runs_dir", "cuda", "track", "wandb_project_name", "wandb_entity",
+        "wandb_group", "wandb_tags", "capture_video",
+    })  # fmt: skip
+
     # Experiment
     exp_name: str = "ppo"
     """the name of this experiment, part of the run name {env_id}__{exp_name}__{seed}__{time}"""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import random
 import signal
-import sys
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -22,20 +22,12 @@ import torch
 from common.cli import UsageError, exit_usage
 from common.episodes import EpisodeLog
 from common.files import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
-from common.losses import anneal_fraction
 from common.runtime import code_version, host_description
+from common.schedules import anneal_fraction
 from common.validation import check_values, require_writable_dir
 
 FORMAT_VERSION = 1
 LATEST = "latest.pt"
-
-# Flags that may differ between a run and its resumption; every other flag defines the experiment.
-RESUMABLE_FLAGS = frozenset({
-    "total_timesteps", "save_every", "keep_checkpoints", "numbered_checkpoints", "resume",
-    "init_from", "runs_dir", "cuda",
-    "torch_threads", "track", "wandb_project_name", "wandb_entity", "wandb_group", "wandb_tags",
-    "capture_video",
-})  # fmt: skip
 
 # What every checkpoint of this format holds; a dict without one of these is not one of ours.
 REQUIRED_KEYS = ("trainer", "run_name", "args", "model", "optimizer", "run", "normalizers", "rng")
@@ -83,12 +75,18 @@ def checkpoint_file(path: str | Path) -> Path:
 
 
 def load_checkpoint(
-    path: str | Path, trainer: str | None = None, args: Any = None, flag: str = "--resume"
+    path: str | Path,
+    trainer: str | None = None,
+    args: Any = None,
+    flag: str = "--resume",
+    given_flags: Collection[str] = (),
 ) -> Checkpoint:
     """Open and check a checkpoint; any problem exits 2 with one line and touches no file.
 
     With ``args`` (a resume), flags the user changed that would alter the experiment are refused,
-    and the ones that may change (total steps, saving, tracking) override the saved ones.
+    and the ones that may change (``Args.resumable_flags``: total steps, saving, tracking) override
+    the saved ones. ``given_flags`` are the flags named on the command line (the CLI hands them
+    over); a flag not named there counts as given only when its value is not the default.
     """
     file = checkpoint_file(path)
     if not file.is_file():
@@ -107,14 +105,12 @@ def load_checkpoint(
         )
     if not _has_required_keys(data):
         exit_usage(f"{flag}: {file} is not a checkpoint of this project (parts of it are missing)")
-    if trainer is not None and data["trainer"] != trainer:
-        exit_usage(
-            f"{flag}: {file} was written by {data['trainer']}, not {trainer}; use that trainer's script"
-        )
+    if trainer is not None:
+        require_trainer(data, trainer, flag)
     saved = dict(data["args"])
     if args is None:
         return Checkpoint(args=saved, run_name=data["run_name"], data=data, file=file)
-    merged = _merge_resume_args(args, saved, flag, flags_on_command_line(sys.argv[1:]))
+    merged = _merge_resume_args(args, saved, flag, set(given_flags))
     ckpt = Checkpoint(args=type(args)(**merged), run_name=data["run_name"], data=data, file=file)
     try:  # the flags that may change on a resume, against the saved values of the others
         check_values(ckpt.args)
@@ -137,30 +133,29 @@ def _has_required_keys(data: dict[str, Any]) -> bool:
     )
 
 
-def flags_on_command_line(argv: list[str]) -> set[str]:
-    """The field names of the flags in ``argv``: ``--env-id X``, ``--env-id=X``, ``--no-anneal-lr``."""
-    names = set()
-    for token in argv:
-        if token.startswith("--"):
-            name = token[2:].split("=", 1)[0].replace("-", "_")
-            names |= {name, name.removeprefix("no_")}
-    return names
+def require_trainer(data: dict[str, Any], trainer: str, flag: str) -> None:
+    """A checkpoint is read only by the trainer that wrote it (the network and flags are its own)."""
+    if data["trainer"] != trainer:
+        exit_usage(
+            f"{flag}: checkpoint was written by {data['trainer']}, not {trainer}; use {data['trainer']}'s scripts"
+        )
 
 
 def _merge_resume_args(
     args: Any, saved: dict[str, Any], flag: str, on_command_line: set[str]
 ) -> dict[str, Any]:
     defaults = type(args)()
+    resumable = type(args).resumable_flags
     merged = dict(saved)
     for f in fields(args):
         given = getattr(args, f.name)
         if f.name not in saved:  # a flag newer than the checkpoint: only a resumable one may count
-            if f.name in RESUMABLE_FLAGS:
+            if f.name in resumable:
                 merged[f.name] = given
             continue
         if f.name not in on_command_line and given == getattr(defaults, f.name):
             continue  # not given (a direct call passes changed fields): keep the saved value
-        if f.name in RESUMABLE_FLAGS:
+        if f.name in resumable:
             merged[f.name] = given
         elif _plain(given) != saved[f.name]:
             name = "--" + f.name.replace("_", "-")
@@ -173,26 +168,26 @@ def _merge_resume_args(
     return merged
 
 
-def open_checkpoints(args: Any, trainer: str) -> tuple[Any, Checkpoint | None, Checkpoint | None]:
+def open_checkpoints(
+    args: Any, trainer: str, given_flags: Collection[str] = ()
+) -> tuple[Any, Checkpoint | None, Checkpoint | None]:
     """The arguments to run with, the checkpoint a resume continues, the one a warm start reads.
 
     A resumed run needs nothing but its own checkpoint: the ``--init-from`` it was started with
     is not read again (it may have moved or gone).
     """
     if args.resume:
-        state = load_checkpoint(args.resume, trainer=trainer, args=args)
+        state = load_checkpoint(args.resume, trainer, args, given_flags=given_flags)
         return state.args, state, None
     if args.init_from:
-        warm_start = load_checkpoint(args.init_from, flag="--init-from")
-        check_init_from(warm_start, trainer, args.env_id)
+        warm_start = load_checkpoint(args.init_from, trainer, flag="--init-from")
+        check_init_from(warm_start, args.env_id)
         return args, None, warm_start
     return args, None, None
 
 
-def check_init_from(ckpt: Checkpoint, trainer: str, env_id: str) -> None:
-    """A warm start needs weights from the same trainer and env (the network shapes depend on both)."""
-    if ckpt.data["trainer"] != trainer:
-        exit_usage(f"--init-from: checkpoint was written by {ckpt.data['trainer']}, not {trainer}")
+def check_init_from(ckpt: Checkpoint, env_id: str) -> None:
+    """A warm start needs weights for the same env (the network's shapes depend on it)."""
     if ckpt.args["env_id"] != env_id:
         exit_usage(
             f"--init-from: checkpoint is for {ckpt.args['env_id']}, not {env_id}; pass --env-id {ckpt.args['env_id']}"
@@ -203,8 +198,40 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+class StopRequest:
+    """SIGTERM (a cluster's preemption) and Ctrl-C, turned into "save after this iteration and stop".
+
+    Nothing changes until ``install``; ``uninstall`` gives the signals back. A second Ctrl-C stops
+    at once. The trainer's loop (through its ``Saver``) reads ``requested`` after each iteration.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> StopRequest:
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._request)
+        return self
+
+    def uninstall(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _request(self, signum, frame) -> None:
+        if self.requested:  # a second Ctrl-C stops at once
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        self.requested = True
+        name = signal.Signals(signum).name
+        print(f"\n{name}: saving after this iteration (again to stop at once)", flush=True)
+
+
 class Saver:
-    """Writes checkpoints for one run and turns SIGTERM/Ctrl-C into "save after this iteration"."""
+    """Writes the checkpoints of one run: on schedule, at the end, and when a stop is requested."""
 
     def __init__(
         self,
@@ -217,6 +244,7 @@ class Saver:
         run: RunState,
         normalizers=None,
         keep: int = 3,
+        stop: StopRequest | None = None,
     ):
         self.folder = Path(run_dir) / "checkpoints"
         self.run_dir = Path(run_dir)
@@ -225,33 +253,20 @@ class Saver:
         self.normalizers = normalizers or {}
         self.keep = keep
         self.numbered = getattr(args, "numbered_checkpoints", True)  # False: latest.pt alone
+        self.stop = stop if stop is not None else StopRequest()  # never requested unless installed
         remove_stale_temporaries(self.folder)  # left by a kill during a save
         remove_stale_temporaries(self.run_dir)
         self.provenance = {"commit": code_version(), "host": host_description()}
-        self.stop_requested = False
-        signal.signal(signal.SIGTERM, self._request_stop)
-        signal.signal(signal.SIGINT, self._request_stop)
-
-    def _request_stop(self, signum, frame) -> None:
-        if self.stop_requested:  # a second Ctrl-C stops at once
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            raise KeyboardInterrupt
-        self.stop_requested = True
-        print(
-            f"\n{signal.Signals(signum).name}: saving after this iteration (again to stop at once)",
-            flush=True,
-        )
 
     def after_iteration(self, iteration: int, final: bool) -> bool:
         """Save on schedule, at the end, or when asked to stop; True means stop now."""
         every = getattr(self.args, "save_every", 0)
-        if final or self.stop_requested or (every > 0 and iteration % every == 0):
+        if final or self.stop.requested or (every > 0 and iteration % every == 0):
             self.save()
-        return self.stop_requested  # the end-of-run summary says how to resume
+        return self.stop.requested  # the end-of-run summary says how to resume
 
     def state_dict(self) -> dict[str, Any]:
         run = self.run
-        numpy_state = np.random.get_state()
         return {
             "format_version": FORMAT_VERSION,
             "trainer": self.trainer,
@@ -268,11 +283,7 @@ class Saver:
                 name: {"mean": torch.as_tensor(rms.mean), "var": torch.as_tensor(rms.var), "count": float(rms.count)}
                 for name, rms in self.normalizers.items()
             },
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
-                "python": _python_rng_to_plain(random.getstate()),
-            },
+            "rng": rng_state(),
         }  # fmt: skip
 
     def save(self) -> Path:
@@ -313,12 +324,7 @@ class Saver:
             tuple(saved_run.get("anneal_anchor", (1, 1.0))), self.run.iteration,
             num_iterations(data["args"]), num_iterations(asdict(self.args)),
         )  # fmt: skip
-        rng = data["rng"]
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(
-            (rng["numpy"][0], rng["numpy"][1].numpy().astype(np.uint32), *rng["numpy"][2:])
-        )
-        random.setstate(_python_rng_from_plain(rng["python"]))
+        set_rng_state(data["rng"])
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """``summary.json``, with the code version and host the run was started on."""
@@ -382,11 +388,23 @@ def continue_anneal(
     return iteration, anneal_fraction(iteration, old_iterations, anchor)
 
 
-def _python_rng_to_plain(state: tuple) -> list:
-    version, internal, gauss = state
-    return [version, list(internal), gauss]
+def rng_state() -> dict[str, Any]:
+    """The torch, NumPy and Python RNG states, as tensors and plain lists (``weights_only`` loads them)."""
+    numpy_state = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
+        "python": [version, list(internal), gauss],
+    }  # fmt: skip
 
 
-def _python_rng_from_plain(state: list) -> tuple:
-    version, internal, gauss = state
-    return (version, tuple(internal), gauss)
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Put back the RNG states ``rng_state`` saved, so a resumed run draws what it would have."""
+    torch.set_rng_state(state["torch"])
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        (numpy_state[0], numpy_state[1].numpy().astype(np.uint32), *numpy_state[2:])
+    )
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))

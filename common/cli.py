@@ -95,6 +95,19 @@ def require_registered_env(env_id: str, flag: str = "--env-id") -> None:
     raise UsageError(flag, f"{env_id!r} is not a registered gymnasium environment{hint}")
 
 
+def flags_on_command_line(argv: list[str] | None = None) -> frozenset[str]:
+    """The field names of the flags given in ``argv`` (default: this process's command line):
+    ``--env-id X``, ``--env-id=X`` and ``--no-anneal-lr`` give ``env_id`` and ``anneal_lr``.
+
+    A resume needs them: a flag given explicitly at its default value still counts as given."""
+    names: set[str] = set()
+    for token in sys.argv[1:] if argv is None else argv:
+        if token.startswith("--"):
+            name = token[2:].split("=", 1)[0].replace("-", "_")
+            names |= {name, name.removeprefix("no_")}
+    return frozenset(names)
+
+
 def flag(name: str) -> str:
     """``num_minibatches`` -> ``--num-minibatches``."""
     return "--" + name.replace("_", "-")

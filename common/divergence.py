@@ -1,6 +1,6 @@
 """A diverging run stops at once and says so, keeping its last good checkpoint.
 
-Between ``loss.backward()`` and ``optimizer.step()`` both trainers call ``clip_gradients``: when the
+Between ``loss.backward()`` and ``optimizer.step()`` (``gradient_step``) comes ``clip_gradients``: when the
 loss or the gradient norm is not finite (NaN or inf), it raises ``Diverged`` before the optimizer
 steps, so no non-finite update reaches the weights and no checkpoint is written after it. The
 trainer then writes ``summary.json`` with ``"status": "diverged"`` and the step, prints one line
@@ -44,6 +44,24 @@ def clip_gradients(
             raise Diverged("loss", loss.item(), step)
         raise Diverged("gradient norm", norm.item(), step)
     return norm
+
+
+def gradient_step(
+    optimizer: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    parameters: Iterable[torch.Tensor],
+    max_grad_norm: float,
+    step: int,
+) -> None:
+    """One step down ``loss``: backward, the global gradient-norm clip, the optimizer's step.
+
+    Raises ``Diverged`` (from ``clip_gradients``) before the optimizer steps when the loss or the
+    gradient norm is not finite, so no such update reaches the weights.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    clip_gradients(parameters, max_grad_norm, loss, step)
+    optimizer.step()
 
 
 def stop_diverged(err: Diverged, checkpoint_folder: str | Path) -> NoReturn:

@@ -7,16 +7,16 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, NamedTuple
 
 import numpy as np
+import torch
 import tyro
 
+from common.checkpoint import Checkpoint, load_checkpoint
 from common.cli import UsageError
+from common.runtime import pick_device
 from common.validation import require_writable_dir
-
-if TYPE_CHECKING:
-    from common.checkpoint import Checkpoint
 
 
 @dataclass
@@ -67,6 +67,22 @@ def require_display() -> None:
             "use --capture-video to record mp4s instead, or run under a virtual display: "
             "xvfb-run python ... --render",
         )
+
+
+class Evaluation(NamedTuple):
+    """What every evaluate.py starts from: the trainer's checkpoint, the device, the video folder."""
+
+    checkpoint: Checkpoint
+    device: torch.device
+    videos: Path | None
+
+
+def open_evaluation(args: EvalArgs, trainer: str) -> Evaluation:
+    """Open the checkpoint of ``trainer`` (one line and exit 2 otherwise), seed torch, pick the
+    device and, with ``--capture-video``, the folder for this evaluation's videos."""
+    ckpt = load_checkpoint(args.checkpoint, trainer, flag="checkpoint")
+    torch.manual_seed(args.seed)
+    return Evaluation(ckpt, pick_device(args.cuda), video_folder(args, ckpt))
 
 
 def run_folder(ckpt: Checkpoint) -> Path:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 
 from common.objectives import Objective, policy_loss
@@ -35,49 +39,123 @@ def value_loss(
     # --8<-- [end:value_loss]
 
 
+@dataclass(frozen=True)
+class LossConfig:
+    """What eq. 9 keeps fixed for a whole run: the surrogate, c1, c2 and value clipping."""
+
+    objective: Objective
+    vf_coef: float
+    ent_coef: float
+    clip_vloss: bool
+
+    @classmethod
+    def from_args(cls, args: Any) -> LossConfig:
+        return cls(args.objective, args.vf_coef, args.ent_coef, args.clip_vloss)
+
+
+@dataclass(frozen=True)
+class OldPolicy:
+    """What the rollout fixed for each sample: log pi_old(a_t|s_t), V_old(s_t) and the target R_t."""
+
+    log_probs: torch.Tensor
+    values: torch.Tensor
+    returns: torch.Tensor
+
+    def __getitem__(self, index: torch.Tensor) -> OldPolicy:
+        return OldPolicy(self.log_probs[index], self.values[index], self.returns[index])
+
+
 # --8<-- [start:ppo_loss]
 def ppo_loss(
-    *,
-    new_log_prob: torch.Tensor,
-    entropy: torch.Tensor,
-    new_values: torch.Tensor,
-    kl: torch.Tensor,
-    old_log_prob: torch.Tensor,
-    old_values: torch.Tensor,
+    config: LossConfig,
+    old: OldPolicy,
     advantages: torch.Tensor,
-    returns: torch.Tensor,
-    objective: Objective,
+    new_log_prob: torch.Tensor,
+    new_values: torch.Tensor,
+    entropy: torch.Tensor,
+    kl: torch.Tensor,
     clip_coef: float,
     kl_beta: float,
-    vf_coef: float,
-    ent_coef: float,
-    clip_vloss: bool,
-    norm_adv: bool,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Eq. 9, L = -L^policy + c1 L^VF - c2 S[pi], for one minibatch; returns (loss, diagnostics).
 
-    ``kl`` is the analytic KL[pi_old || pi] per sample, used by the KL-penalty objectives and logged
-    for all. The ratio r_t = pi(a_t|s_t) / pi_old(a_t|s_t) is formed in log space for stability.
+    ``advantages`` are used as given (a trainer normalises them first if it wants to). ``kl`` is
+    the analytic KL[pi_old || pi] per sample, used by the KL-penalty objectives and logged for all;
+    ``clip_coef`` (epsilon) and ``kl_beta`` may change between iterations. The ratio
+    r_t = pi(a_t|s_t) / pi_old(a_t|s_t) is formed in log space for stability.
     """
-    log_ratio = new_log_prob - old_log_prob
+    log_ratio = new_log_prob - old.log_probs
     ratio = log_ratio.exp()
-    if norm_adv:
-        advantages = normalize_advantages(advantages)
-    pg_loss = policy_loss(objective, ratio, advantages, kl, clip_coef, kl_beta)
-    v_loss = value_loss(new_values, old_values, returns, clip_coef, clip_vloss)
+    pg_loss = policy_loss(config.objective, ratio, advantages, kl, clip_coef, kl_beta)
+    v_loss = value_loss(new_values, old.values, old.returns, clip_coef, config.clip_vloss)
+    return combined_loss(
+        pg_loss, v_loss, entropy, config.vf_coef, config.ent_coef, kl, log_ratio, ratio, clip_coef
+    )
+    # --8<-- [end:ppo_loss]
+
+
+def combined_loss(
+    pg_loss: torch.Tensor,
+    v_loss: torch.Tensor,
+    entropy: torch.Tensor,
+    vf_coef: float,
+    ent_coef: float,
+    kl: torch.Tensor,
+    log_ratio: torch.Tensor,
+    ratio: torch.Tensor,
+    clip_coef: float | torch.Tensor,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Eq. 9's sum of its three terms, and the diagnostics CleanRL logs beside it (detached)."""
     entropy_mean = entropy.mean()
     loss = pg_loss + vf_coef * v_loss - ent_coef * entropy_mean
-    with torch.no_grad():
-        stats = {
-            "policy_loss": pg_loss.detach(),
-            "value_loss": v_loss.detach(),
-            "entropy": entropy_mean.detach(),
-            "kl": kl.mean(),
-            **approx_kl(log_ratio, ratio),
-            "clipfrac": clip_fraction(ratio, clip_coef),
-        }
+    log_ratio, ratio = log_ratio.detach(), ratio.detach()
+    stats = {
+        "policy_loss": pg_loss.detach(),
+        "value_loss": v_loss.detach(),
+        "entropy": entropy_mean.detach(),
+        "kl": kl.detach().mean(),
+        **approx_kl(log_ratio, ratio),
+        "clipfrac": clip_fraction(ratio, clip_coef),
+    }
     return loss, stats
-    # --8<-- [end:ppo_loss]
+
+
+class LossLog:
+    """The diagnostics of each minibatch of one update, averaged for logging."""
+
+    def __init__(self) -> None:
+        self.minibatches: list[dict[str, torch.Tensor]] = []
+
+    def add(self, stats: dict[str, torch.Tensor]) -> None:
+        self.minibatches.append(stats)
+
+    def means(self) -> dict[str, float]:
+        """Each diagnostic's mean over the update, under CleanRL's ``losses/`` names."""
+        names = self.minibatches[0]
+        return {
+            f"losses/{name}": torch.stack([s[name] for s in self.minibatches]).mean().item()
+            for name in names
+        }
+
+
+def minibatches(
+    batch_size: int,
+    num_minibatches: int,
+    epochs: int,
+    device: torch.device,
+    log: LossLog,
+    target_kl: float | None = None,
+) -> Iterator[torch.Tensor]:
+    """Sample indices for K epochs of minibatch SGD (Algorithm 1), a new random split each epoch.
+
+    With ``target_kl`` (CleanRL's option), the epochs stop early after one whose last minibatch
+    logged an ``approx_kl`` above it.
+    """
+    minibatch_size = batch_size // num_minibatches
+    for _epoch in range(epochs):
+        yield from torch.randperm(batch_size, device=device).split(minibatch_size)
+        if target_kl is not None and log.minibatches[-1]["approx_kl"] > target_kl:
+            return
 
 
 def approx_kl(log_ratio: torch.Tensor, ratio: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -89,7 +167,7 @@ def approx_kl(log_ratio: torch.Tensor, ratio: torch.Tensor) -> dict[str, torch.T
     return {"old_approx_kl": (-log_ratio).mean(), "approx_kl": ((ratio - 1.0) - log_ratio).mean()}
 
 
-def clip_fraction(ratio: torch.Tensor, clip_coef: float) -> torch.Tensor:
+def clip_fraction(ratio: torch.Tensor, clip_coef: float | torch.Tensor) -> torch.Tensor:
     """Share of samples whose ratio left [1 - eps, 1 + eps], i.e. where the clip in eq. 7 can bite."""
     return ((ratio - 1.0).abs() > clip_coef).float().mean()
 
@@ -100,29 +178,3 @@ def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
     if var_target == 0:
         return float("nan")
     return float(1.0 - (target - predicted).var() / var_target)
-
-
-# --8<-- [start:linear_anneal]
-def linear_anneal(
-    initial: float, iteration: int, num_iterations: int, anchor: tuple[int, float] = (1, 1.0)
-) -> float:
-    """``initial * alpha`` with alpha falling linearly from 1 at iteration 1 to 1/N at iteration N.
-
-    This is the paper's alpha schedule for the Atari step size and clip range (Table 5), and
-    CleanRL's ``--anneal-lr``; ``iteration`` counts from 1. A run resumed with another N passes
-    the ``anchor`` its checkpoint continues from (``anneal_fraction``).
-    """
-    return initial * anneal_fraction(iteration, num_iterations, anchor)
-    # --8<-- [end:linear_anneal]
-
-
-def anneal_fraction(
-    iteration: int, num_iterations: int, anchor: tuple[int, float] = (1, 1.0)
-) -> float:
-    """alpha on the straight line from ``anchor`` = (iteration k, alpha_k) to 0 at iteration N + 1.
-
-    The default anchor (1, 1) gives the paper's alpha = 1 - (iteration - 1) / N: 1 at iteration 1,
-    1/N at iteration N. A resume with another N anchors the line at the last iteration done.
-    """
-    k, alpha_k = anchor
-    return alpha_k * (num_iterations + 1.0 - iteration) / (num_iterations + 1.0 - k)

@@ -7,23 +7,16 @@ from __future__ import annotations
 
 import torch
 
-from common.checkpoint import load_checkpoint
-from common.cli import exit_usage, parse_args
+from common.cli import parse_args
 from common.distributions import sample_categorical
-from common.evaluation import EvalArgs, report, validate_eval, video_folder
-from common.runtime import pick_device
+from common.evaluation import EvalArgs, open_evaluation, report, validate_eval
 from ppo_atari.envs import GameTracker, atari_spec, make_atari_envs
 from ppo_atari.train import Agent
 
 
 def evaluate(eval_args: EvalArgs) -> dict:
-    ckpt = load_checkpoint(eval_args.checkpoint, flag="checkpoint")
-    if ckpt.data["trainer"] != "ppo_atari":
-        exit_usage(f"checkpoint: written by {ckpt.data['trainer']}; use that trainer's evaluate.py")
+    ckpt, device, videos = open_evaluation(eval_args, "ppo_atari")
     saved = ckpt.args
-    device = pick_device(eval_args.cuda)
-    torch.manual_seed(eval_args.seed)
-    videos = video_folder(eval_args, ckpt)
     envs = make_atari_envs(
         atari_spec(saved["env_id"]), 1, saved["env_backend"], eval_args.seed, False,
         videos and str(videos), render=eval_args.render,

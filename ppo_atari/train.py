@@ -11,8 +11,8 @@ native C++ vector env by default) are in ``envs.py`` beside this file; the piece
 from __future__ import annotations
 
 import contextlib
-import time
-from dataclasses import asdict, dataclass
+from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -20,23 +20,29 @@ import torch
 from torch import nn
 
 from common.args import RunArgs
-from common.checkpoint import RunState, Saver, open_checkpoints
-from common.cli import default_run_name, parse_args
-from common.console import announce_end, announce_start
+from common.cli import flags_on_command_line, parse_args
 from common.distributions import (
     categorical_entropy,
     categorical_kl,
     categorical_log_prob,
     sample_categorical,
 )
-from common.divergence import Diverged, clip_gradients, stop_diverged
-from common.episodes import EpisodeLog, run_summary
+from common.divergence import gradient_step
 from common.gae import advantages_and_returns
-from common.losses import explained_variance, linear_anneal, ppo_loss
+from common.losses import (
+    LossConfig,
+    LossLog,
+    OldPolicy,
+    explained_variance,
+    minibatches,
+    normalize_advantages,
+    ppo_loss,
+)
 from common.objectives import Objective, adapt_kl_beta
-from common.runtime import layer_init, pick_device, seed_everything
+from common.run import Run
+from common.runtime import layer_init
+from common.schedules import linear_anneal
 from common.scores import human_normalized_score
-from common.tracking import Progress, Tracker, VideoUploader, wandb_settings_from
 from common.validation import check_command_line
 from ppo_atari.envs import GameTracker, atari_spec, make_atari_envs, require_atari_id
 
@@ -137,40 +143,40 @@ class Agent(nn.Module):
         return self.actor(hidden).float(), self.critic(hidden).squeeze(-1).float()
 
 
-def main(args: Args) -> None:
-    args, state, warm_start = open_checkpoints(args, "ppo_atari")
-    run_name = state.run_name if state else default_run_name(args.env_id, args.exp_name, args.seed)
-    run_dir = str(state.run_dir(args.runs_dir)) if state else f"{args.runs_dir}/{run_name}"
-    video_folder = f"{run_dir}/videos" if args.capture_video else None
-    announce_start(run_dir, args.total_timesteps, args.num_envs * args.num_steps, video_folder)
-    seed_everything(args.seed, args.torch_deterministic)
-    device = pick_device(args.cuda)
+def main(args: Args, given_flags: Collection[str] = ()) -> None:
+    with Run(args, "ppo_atari", given_flags, summary_extra) as run:
+        args, device = run.args, run.device  # a resumed run goes on with its saved flags
+        envs = make_atari_envs(
+            atari_spec(args.env_id), args.num_envs, args.env_backend, args.seed, args.async_envs,
+            run.video_folder,
+        )  # fmt: skip
+        agent = Agent(int(envs.single_action_space.n)).to(device)
+        agent = agent.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, foreach=True)  # fmt: skip
+        run.start(agent, optimizer, envs)
+        train(args, run, envs, agent, optimizer)
+
+
+def summary_extra(args: Args, scores: dict) -> dict:
+    """What summary.json adds for Atari: the backend, the precision and human-normalised scores."""
+    return {
+        "env_backend": args.env_backend,
+        "precision": args.precision,
+        "human_normalized_last_100": human_normalized_score(args.env_id, scores["mean_return_last_100"]),
+        "human_normalized_all_training": human_normalized_score(args.env_id, scores["mean_return_all_training"]),
+    }  # fmt: skip
+
+
+def train(args: Args, run: Run, envs, agent: Agent, optimizer: torch.optim.Optimizer) -> None:
+    """Algorithm 1: rollouts, GAE and K epochs of minibatch Adam, one iteration at a time."""
+    device, state = run.device, run.state
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16)
         if args.precision == "bf16"
         else contextlib.nullcontext()
     )
-
-    spec = atari_spec(args.env_id)
-    envs = make_atari_envs(
-        spec, args.num_envs, args.env_backend, args.seed, args.async_envs, video_folder
-    )
     num_actions = int(envs.single_action_space.n)
-    agent = Agent(num_actions).to(device).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, foreach=True)
-
-    batch_size = args.num_envs * args.num_steps
-    minibatch_size = batch_size // args.num_minibatches
-    num_iterations = max(1, args.total_timesteps // batch_size)
-    run = RunState(kl_beta=args.kl_beta, episodes=EpisodeLog())
-    saver = Saver(
-        run_dir, "ppo_atari", args, run_name, agent, optimizer, run, keep=args.keep_checkpoints
-    )
-    saver.restore(state or warm_start, weights_only=state is None)
-    tracker = Tracker(run_dir, run_name, asdict(args), wandb_settings_from(args, run.wandb_run_id))
-    run.wandb_run_id = tracker.wandb_run_id
-    videos = VideoUploader(f"{run_dir}/videos", tracker)
-    progress = Progress(num_iterations * batch_size, initial=run.global_step)
+    loss_config = LossConfig.from_args(args)
 
     # Rollout storage: (T, N, ...) tensors reused every iteration; frames stay uint8.
     shape = (args.num_steps, args.num_envs)
@@ -185,158 +191,104 @@ def main(args: Args) -> None:
     final_values = torch.zeros(shape, device=device)  # V(final obs) of truncated games
 
     games = GameTracker(args.num_envs)
-    next_obs_np, info = envs.reset(seed=args.seed + run.iteration)
+    next_obs_np, info = envs.reset(seed=args.seed + state.iteration)
     games.reset(info)
     next_obs = torch.as_tensor(next_obs_np, device=device)
     # On a CPU, inference at batch num_envs gains nothing from more threads, and idle torch threads
     # spin against the emulator's: the rollout uses one, the update all of them.
     update_threads = torch.get_num_threads()
     rollout_threads = 1 if device.type == "cpu" else update_threads
-    session_start, wall_before, start_step = time.time(), run.wall_time, run.global_step
-    diverged = None
-    try:
-        for iteration in range(run.iteration + 1, num_iterations + 1):
-            iter_start = time.time()
-            # --8<-- [start:anneal]
-            lr = (
-                linear_anneal(args.learning_rate, iteration, num_iterations, run.anneal_anchor)
-                if args.anneal_lr
-                else args.learning_rate
-            )
-            optimizer.param_groups[0]["lr"] = lr
-            clip_coef = (
-                linear_anneal(args.clip_coef, iteration, num_iterations, run.anneal_anchor)
-                if args.anneal_clip
-                else args.clip_coef
-            )
-            # --8<-- [end:anneal]
+    for iteration in run.iterations():
+        # --8<-- [start:anneal]
+        lr = (
+            linear_anneal(args.learning_rate, iteration, run.num_iterations, state.anneal_anchor)
+            if args.anneal_lr
+            else args.learning_rate
+        )
+        optimizer.param_groups[0]["lr"] = lr
+        clip_coef = (
+            linear_anneal(args.clip_coef, iteration, run.num_iterations, state.anneal_anchor)
+            if args.anneal_clip
+            else args.clip_coef
+        )
+        # --8<-- [end:anneal]
 
-            # 1. Run the policy pi_old for T steps in each of the N envs (Algorithm 1).
-            torch.set_num_threads(rollout_threads)
-            for step in range(args.num_steps):
-                run.global_step += args.num_envs
-                obs[step] = next_obs
-                with torch.inference_mode(), autocast:
-                    step_logits, values[step] = agent(next_obs)
-                    actions[step] = sample_categorical(step_logits)
-                    log_probs[step] = categorical_log_prob(step_logits, actions[step])
-                logits[step] = step_logits
-                next_obs_np, reward, terminated, truncated, info = envs.step(
-                    actions[step].cpu().numpy()
-                )
-                clipped_reward, value_terminal, finished = games.step(
-                    reward, terminated, truncated, info
-                )
-                rewards[step] = torch.as_tensor(clipped_reward, device=device)
-                terminations[step] = torch.as_tensor(value_terminal, device=device)
-                truncations[step] = torch.as_tensor(truncated, device=device)
-                next_obs = torch.as_tensor(next_obs_np, device=device)
-                if args.bootstrap_truncated and truncated.any():
-                    final_obs = torch.as_tensor(
-                        np.stack(info["final_obs"][truncated]), device=device
-                    )
-                    with torch.inference_mode(), autocast:
-                        final_values[step, truncated] = agent(final_obs)[1]
-                for _env, game_return, game_length in finished:
-                    run.episodes.add(game_return, game_length)
-                    tracker.log({"charts/episodic_return": game_return,
-                                 "charts/episodic_length": game_length}, run.global_step)  # fmt: skip
-
-            rollout_seconds = time.time() - iter_start
-            torch.set_num_threads(update_threads)
-
-            # 2. Advantages by GAE (eqs. 11-12) and value targets R_t = A_t + V(s_t).
+        # 1. Run the policy pi_old for T steps in each of the N envs (Algorithm 1).
+        torch.set_num_threads(rollout_threads)
+        for step in range(args.num_steps):
+            state.global_step += args.num_envs
+            obs[step] = next_obs
             with torch.inference_mode(), autocast:
-                last_value = agent(next_obs)[1]
-            advantages, returns = advantages_and_returns(
-                rewards, values, last_value, terminations, truncations,
-                final_values if args.bootstrap_truncated else None, args.gamma, args.gae_lambda,
-            )  # fmt: skip
-            b_obs, b_actions, b_logits = obs.flatten(0, 1), actions.flatten(), logits.flatten(0, 1)
-            b_log_probs, b_values = log_probs.flatten(), values.flatten()
-            b_advantages, b_returns = advantages.flatten(), returns.flatten()
-
-            # 3. Optimise the surrogate (eq. 9) for K epochs of minibatch Adam.
-            stats = []
-            for _epoch in range(args.update_epochs):
-                for mb in torch.randperm(batch_size, device=device).split(minibatch_size):
-                    with autocast:
-                        new_logits, new_values = agent(b_obs[mb])
-                    loss, mb_stats = ppo_loss(
-                        new_log_prob=categorical_log_prob(new_logits, b_actions[mb]),
-                        entropy=categorical_entropy(new_logits), new_values=new_values,
-                        kl=categorical_kl(b_logits[mb], new_logits),
-                        old_log_prob=b_log_probs[mb], old_values=b_values[mb],
-                        advantages=b_advantages[mb], returns=b_returns[mb],
-                        objective=args.objective, clip_coef=clip_coef, kl_beta=run.kl_beta,
-                        vf_coef=args.vf_coef, ent_coef=args.ent_coef,
-                        clip_vloss=args.clip_vloss, norm_adv=args.norm_adv,
-                    )  # fmt: skip
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    clip_gradients(agent.parameters(), args.max_grad_norm, loss, run.global_step)
-                    optimizer.step()  # not reached when the loss or gradient is not finite
-                    stats.append(mb_stats)
-                if args.target_kl is not None and mb_stats["approx_kl"] > args.target_kl:
-                    break
-
-            # 4. Adaptive KL penalty: compare d = KL[pi_old || pi] over the batch with d_targ (section 4).
-            if args.objective == "adaptive_kl":
+                step_logits, values[step] = agent(next_obs)
+                actions[step] = sample_categorical(step_logits)
+                log_probs[step] = categorical_log_prob(step_logits, actions[step])
+            logits[step] = step_logits
+            next_obs_np, reward, terminated, truncated, info = envs.step(
+                actions[step].cpu().numpy()
+            )
+            clipped_reward, value_terminal, finished = games.step(
+                reward, terminated, truncated, info
+            )
+            rewards[step] = torch.as_tensor(clipped_reward, device=device)
+            terminations[step] = torch.as_tensor(value_terminal, device=device)
+            truncations[step] = torch.as_tensor(truncated, device=device)
+            next_obs = torch.as_tensor(next_obs_np, device=device)
+            if args.bootstrap_truncated and truncated.any():
+                final_obs = torch.as_tensor(np.stack(info["final_obs"][truncated]), device=device)
                 with torch.inference_mode(), autocast:
-                    batch_kl = categorical_kl(b_logits, agent(b_obs)[0]).mean().item()
-                run.kl_beta = adapt_kl_beta(run.kl_beta, batch_kl, args.kl_target)
+                    final_values[step, truncated] = agent(final_obs)[1]
+            for _env, game_return, game_length in finished:
+                run.log_episode(game_return, game_length)
 
-            # 5. Logging, with CleanRL's metric names.
-            means = {k: torch.stack([s[k] for s in stats]).mean().item() for k in stats[0]}
-            sps = (run.global_step - start_step) / (time.time() - session_start)
-            tracker.log({
-                "charts/learning_rate": lr,
-                "charts/clip_coef": clip_coef,
-                "charts/SPS": sps,
-                "charts/iteration_seconds": time.time() - iter_start,
-                "charts/rollout_seconds": rollout_seconds,
-                "losses/value_loss": means["value_loss"],
-                "losses/policy_loss": means["policy_loss"],
-                "losses/entropy": means["entropy"],
-                "losses/old_approx_kl": means["old_approx_kl"],
-                "losses/approx_kl": means["approx_kl"],
-                "losses/kl": means["kl"],
-                "losses/clipfrac": means["clipfrac"],
-                "losses/explained_variance": explained_variance(b_values, b_returns),
-                "losses/kl_beta": run.kl_beta,
-            }, run.global_step)  # fmt: skip
-            progress.update(run.global_step, sps, run.episodes.latest_return)
-            videos.upload_new(run.global_step)
-            run.iteration = iteration
-            run.wall_time = wall_before + time.time() - session_start
-            if saver.after_iteration(iteration, final=iteration == num_iterations):
-                break  # SIGTERM or Ctrl-C: saved after this iteration
-    except Diverged as err:  # no update applied, no checkpoint written: the last good one stays
-        diverged = err
-    finally:
-        run.wall_time = wall_before + time.time() - session_start
-        scores = run.episodes.scores()
-        summary = run_summary(
-            env_id=args.env_id, exp_name=args.exp_name, seed=args.seed, objective=args.objective,
-            global_step=run.global_step, total_timesteps=num_iterations * batch_size,
-            wall_time=run.wall_time, episodes=run.episodes,
-            diverged_at_step=diverged.step if diverged else None,
-            extra={"env_backend": args.env_backend, "precision": args.precision,
-                   "human_normalized_last_100": human_normalized_score(args.env_id, scores["mean_return_last_100"]),
-                   "human_normalized_all_training": human_normalized_score(args.env_id, scores["mean_return_all_training"])},
+        rollout_seconds = run.seconds_into_iteration
+        torch.set_num_threads(update_threads)
+
+        # 2. Advantages by GAE (eqs. 11-12) and value targets R_t = A_t + V(s_t).
+        with torch.inference_mode(), autocast:
+            last_value = agent(next_obs)[1]
+        advantages, returns = advantages_and_returns(
+            rewards, values, last_value, terminations, truncations,
+            final_values if args.bootstrap_truncated else None, args.gamma, args.gae_lambda,
         )  # fmt: skip
-        saver.write_summary(summary)
-        tracker.set_summary(summary)
-        progress.close()
-        announce_end(summary, run_dir, "ppo_atari", tracker.wandb_sync_dir)
-        try:
-            envs.close()  # RecordVideo writes the episode it is still recording
-            videos.upload_new(run.global_step)
-        finally:
-            tracker.close()
-    if diverged:
-        stop_diverged(diverged, saver.folder)
+        b_obs, b_actions, b_logits = obs.flatten(0, 1), actions.flatten(), logits.flatten(0, 1)
+        b_advantages, b_values = advantages.flatten(), values.flatten()
+        old = OldPolicy(log_probs.flatten(), b_values, returns.flatten())
+
+        # 3. Optimise the surrogate (eq. 9) for K epochs of minibatch Adam.
+        losses = LossLog()
+        for mb in minibatches(run.batch_size, args.num_minibatches, args.update_epochs, device,
+                              losses, args.target_kl):  # fmt: skip
+            with autocast:
+                new_logits, new_values = agent(b_obs[mb])
+            mb_advantages = b_advantages[mb]
+            if args.norm_adv:  # per minibatch, as ppo2 and CleanRL (the paper does not say)
+                mb_advantages = normalize_advantages(mb_advantages)
+            loss, mb_stats = ppo_loss(
+                loss_config, old[mb], mb_advantages,
+                categorical_log_prob(new_logits, b_actions[mb]), new_values,
+                categorical_entropy(new_logits), categorical_kl(b_logits[mb], new_logits),
+                clip_coef=clip_coef, kl_beta=state.kl_beta,
+            )  # fmt: skip
+            # backward, clip the gradient norm, Adam; Diverged (and no step) if not finite
+            gradient_step(optimizer, loss, agent.parameters(), args.max_grad_norm, state.global_step)  # fmt: skip
+            losses.add(mb_stats)
+
+        # 4. Adaptive KL penalty: compare d = KL[pi_old || pi] over the batch with d_targ (section 4).
+        if args.objective == "adaptive_kl":
+            with torch.inference_mode(), autocast:
+                batch_kl = categorical_kl(b_logits, agent(b_obs)[0]).mean().item()
+            state.kl_beta = adapt_kl_beta(state.kl_beta, batch_kl, args.kl_target)
+
+        # 5. Logging, with CleanRL's metric names.
+        run.log_iteration({
+            "charts/learning_rate": lr,
+            "charts/clip_coef": clip_coef,
+            "charts/rollout_seconds": rollout_seconds,
+            **losses.means(),
+            "losses/explained_variance": explained_variance(b_values, old.returns),
+            "losses/kl_beta": state.kl_beta,
+        })  # fmt: skip
 
 
 if __name__ == "__main__":
-    main(parse_args(Args, validate))
+    main(parse_args(Args, validate), flags_on_command_line())

@@ -51,7 +51,6 @@ from __future__ import annotations
 import io
 import math
 import random
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -64,21 +63,16 @@ import torch
 from torch import nn
 from torch.func import vmap
 
+from common.checkpoint import StopRequest, rng_state, set_rng_state
 from common.cli import UsageError, default_run_name, exit_usage, parse_args, require_registered_env
 from common.distributions import gaussian_entropy, gaussian_kl, gaussian_log_prob
 from common.episodes import EpisodeLog, run_summary
 from common.files import atomic_write_bytes, atomic_write_json
 from common.gae import advantages_and_returns
-from common.losses import (
-    approx_kl,
-    clip_fraction,
-    explained_variance,
-    linear_anneal,
-    normalize_advantages,
-    value_loss,
-)
+from common.losses import combined_loss, explained_variance, normalize_advantages, value_loss
 from common.objectives import OBJECTIVES, Objective, adapt_kl_beta, clipped_surrogate
 from common.runtime import code_version, host_description, route_mujoco_warnings
+from common.schedules import linear_anneal
 from common.tracking import Progress, Tracker
 from common.validation import make_env_or_usage_error
 from ppo_continuous import train
@@ -362,17 +356,9 @@ def run_loss(
         advantages = normalize_advantages(advantages)
     pg_loss = clipped_surrogate(ratio, advantages, policy_clip) + kl_beta * kl.mean()
     v_loss = value_loss(new_values, old_values, returns, value_clip, clip_vloss)
-    entropy_mean = entropy.mean()
-    loss = pg_loss + vf_coef * v_loss - ent_coef * entropy_mean
-    stats = {
-        "policy_loss": pg_loss.detach(),
-        "value_loss": v_loss.detach(),
-        "entropy": entropy_mean.detach(),
-        "kl": kl.detach().mean(),
-        **{k: v.detach() for k, v in approx_kl(log_ratio, ratio).items()},
-        "clipfrac": clip_fraction(ratio.detach(), value_clip),
-    }
-    return loss, stats
+    return combined_loss(
+        pg_loss, v_loss, entropy, vf_coef, ent_coef, kl, log_ratio, ratio, value_clip
+    )
 
 
 @dataclass
@@ -508,57 +494,14 @@ class Run:
 
     def summary(self, total_timesteps: int, wall_time: float) -> dict[str, Any]:
         """``common.episodes.run_summary`` with what ``Saver.write_summary`` adds, and the runner."""
-        if self.diverged_at_step is not None:
-            status = "diverged"
-        else:
-            status = "finished" if self.global_step >= total_timesteps else "stopped"
         wall = self.wall_time if self.wall_time is not None else wall_time
-        extra = {
-            "status": status, "finished": status == "finished", "runner": "batched",
-            **({"diverged_at_step": self.diverged_at_step} if status == "diverged" else {}),
-            "commit": code_version(), "host": host_description(),
-        }  # fmt: skip
+        extra = {"runner": "batched", "commit": code_version(), "host": host_description()}
         return run_summary(
             env_id=self.args.env_id, exp_name=self.args.exp_name, seed=self.args.seed,
             objective=self.args.objective, global_step=self.global_step,
             total_timesteps=total_timesteps, wall_time=wall, episodes=self.episodes, extra=extra,
+            diverged_at_step=self.diverged_at_step,
         )  # fmt: skip
-
-
-class StopRequest:
-    """SIGTERM and Ctrl-C ask to stop after this iteration (a second Ctrl-C stops at once)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        signal.signal(signal.SIGTERM, self._request)
-        signal.signal(signal.SIGINT, self._request)
-
-    def _request(self, signum, frame) -> None:
-        if self.requested:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            raise KeyboardInterrupt
-        self.requested = True
-        name = signal.Signals(signum).name
-        print(f"\n{name}: saving after this iteration (again to stop at once)", flush=True)
-
-
-def rng_state() -> dict[str, Any]:
-    numpy_state = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
-        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
-    }  # fmt: skip
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    numpy_state = state["numpy"]
-    np.random.set_state(
-        (numpy_state[0], numpy_state[1].numpy().astype(np.uint32), *numpy_state[2:])
-    )
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
 
 
 def save_group(
@@ -667,7 +610,7 @@ def main(args: Args) -> None:
         start_iteration, wall_before = saved["iteration"], saved["wall_time"]
     for run in runs:
         run.tracker = Tracker(run.dir, run.name, {**asdict(run.args), "runner": "batched"})
-    stop = StopRequest()
+    stop = StopRequest().install()
     group_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(group_dir / "group.json", {"runs": [str(r.dir) for r in runs],
                                                  "env_id": args.env_id})  # fmt: skip

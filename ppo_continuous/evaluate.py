@@ -12,22 +12,16 @@ import numpy as np
 import torch
 from gymnasium.error import DependencyNotInstalled
 
-from common.checkpoint import load_checkpoint, restore_normalizers
+from common.checkpoint import restore_normalizers
 from common.cli import exit_usage, parse_args
-from common.evaluation import EvalArgs, report, validate_eval, video_folder
-from common.runtime import pick_device
+from common.evaluation import EvalArgs, open_evaluation, report, validate_eval
 from common.validation import missing_dependency_message
 from ppo_continuous.train import Agent, Args, freeze_normalizers, make_envs, normalizers
 
 
 def evaluate(eval_args: EvalArgs) -> dict:
-    ckpt = load_checkpoint(eval_args.checkpoint, flag="checkpoint")
-    if ckpt.data["trainer"] != "ppo_continuous":
-        exit_usage(f"checkpoint: written by {ckpt.data['trainer']}; use that trainer's evaluate.py")
+    ckpt, device, videos = open_evaluation(eval_args, "ppo_continuous")
     args = replace(Args(**ckpt.args), num_envs=1, capture_video=eval_args.capture_video)
-    device = pick_device(eval_args.cuda)
-    torch.manual_seed(eval_args.seed)
-    videos = video_folder(eval_args, ckpt)
     try:
         envs = make_envs(args, videos and str(videos), render=eval_args.render)
     except DependencyNotInstalled as err:

@@ -11,8 +11,8 @@ the losses, tracking, checkpoints) live in ``common/``; each use below names its
 from __future__ import annotations
 
 import os
-import time
-from dataclasses import asdict, dataclass
+from collections.abc import Collection
+from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
@@ -21,23 +21,31 @@ from gymnasium.vector import AutoresetMode
 from torch import nn
 
 from common.args import RunArgs
-from common.checkpoint import RunState, Saver, open_checkpoints
-from common.cli import UsageError, default_run_name, parse_args, require_registered_env
-from common.console import announce_end, announce_start
+from common.cli import UsageError, flags_on_command_line, parse_args, require_registered_env
 from common.distributions import gaussian_entropy, gaussian_kl, gaussian_log_prob
-from common.divergence import Diverged, clip_gradients, stop_diverged
-from common.episodes import EpisodeLog, run_summary
+from common.divergence import gradient_step
 from common.gae import advantages_and_returns
-from common.losses import explained_variance, linear_anneal, ppo_loss
+from common.losses import (
+    LossConfig,
+    LossLog,
+    OldPolicy,
+    explained_variance,
+    minibatches,
+    normalize_advantages,
+    ppo_loss,
+)
 from common.objectives import Objective, adapt_kl_beta
-from common.runtime import layer_init, pick_device, route_mujoco_warnings, seed_everything
-from common.tracking import Progress, Tracker, VideoUploader, wandb_settings_from
+from common.run import Run
+from common.runtime import layer_init, route_mujoco_warnings
+from common.schedules import linear_anneal
 from common.validation import check_command_line, is_atari_id, make_env_or_usage_error
 
 
 @dataclass
 class Args(RunArgs):
     """Every flag of this trainer; the experiment, tracking and checkpoint ones are shared (common/args.py)."""
+
+    resumable_flags = RunArgs.resumable_flags | {"torch_threads"}
 
     exp_name: str = "ppo_continuous"
     """the name of this experiment, part of the run name"""
@@ -206,32 +214,25 @@ class Agent(nn.Module):
         return log_prob, gaussian_entropy(log_std), self.value(obs), mean, log_std
 
 
-def main(args: Args) -> None:
-    args, state, warm_start = open_checkpoints(args, "ppo_continuous")
-    run_name = state.run_name if state else default_run_name(args.env_id, args.exp_name, args.seed)
-    run_dir = str(state.run_dir(args.runs_dir)) if state else f"{args.runs_dir}/{run_name}"
-    video_folder = f"{run_dir}/videos" if args.capture_video else None
-    announce_start(run_dir, args.total_timesteps, args.num_envs * args.num_steps, video_folder)
-    torch.set_num_threads(args.torch_threads)
-    seed_everything(args.seed, args.torch_deterministic)
-    device = pick_device(args.cuda)
+def main(args: Args, given_flags: Collection[str] = ()) -> None:
+    with Run(args, "ppo_continuous", given_flags) as run:
+        args, device = run.args, run.device  # a resumed run goes on with its saved flags
+        torch.set_num_threads(args.torch_threads)
+        envs = make_envs(args, run.video_folder)
+        obs_dim = int(np.prod(envs.single_observation_space.shape))
+        act_dim = int(np.prod(envs.single_action_space.shape))
+        agent = Agent(obs_dim, act_dim).to(device)
+        optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)  # fmt: skip
+        run.start(agent, optimizer, envs, normalizers=normalizers(envs))
+        train(args, run, envs, agent, optimizer)
 
-    envs = make_envs(args, video_folder)
+
+def train(args: Args, run: Run, envs, agent: Agent, optimizer: torch.optim.Optimizer) -> None:
+    """Algorithm 1: rollouts, GAE and K epochs of minibatch Adam, one iteration at a time."""
+    device, state = run.device, run.state
     obs_dim = int(np.prod(envs.single_observation_space.shape))
     act_dim = int(np.prod(envs.single_action_space.shape))
-    agent = Agent(obs_dim, act_dim).to(device)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
-
-    batch_size = args.num_envs * args.num_steps
-    minibatch_size = batch_size // args.num_minibatches
-    num_iterations = max(1, args.total_timesteps // batch_size)
-    run = RunState(kl_beta=args.kl_beta, episodes=EpisodeLog())
-    saver = Saver(run_dir, "ppo_continuous", args, run_name, agent, optimizer, run, normalizers=normalizers(envs), keep=args.keep_checkpoints)  # fmt: skip
-    saver.restore(state or warm_start, weights_only=state is None)
-    tracker = Tracker(run_dir, run_name, asdict(args), wandb_settings_from(args, run.wandb_run_id))
-    run.wandb_run_id = tracker.wandb_run_id
-    videos = VideoUploader(f"{run_dir}/videos", tracker)
-    progress = Progress(num_iterations * batch_size, initial=run.global_step)
+    loss_config = LossConfig.from_args(args)
 
     # Rollout storage: (T, N, ...) tensors reused every iteration.
     obs = torch.zeros((args.num_steps, args.num_envs, obs_dim), device=device)
@@ -241,138 +242,89 @@ def main(args: Args) -> None:
     truncations = torch.zeros_like(terminations)
     final_obs = torch.zeros_like(obs)  # normalised final observations of truncated episodes
 
-    next_obs_np, _ = envs.reset(seed=args.seed + run.iteration)
+    next_obs_np, _ = envs.reset(seed=args.seed + state.iteration)
     next_obs = torch.as_tensor(next_obs_np, dtype=torch.float32, device=device)
-    session_start, wall_before, start_step = time.time(), run.wall_time, run.global_step
-    diverged = None
-    try:
-        for iteration in range(run.iteration + 1, num_iterations + 1):
-            iter_start = time.time()
-            if args.anneal_lr:
-                optimizer.param_groups[0]["lr"] = linear_anneal(
-                    args.learning_rate, iteration, num_iterations, run.anneal_anchor
-                )
+    for iteration in run.iterations():
+        if args.anneal_lr:
+            optimizer.param_groups[0]["lr"] = linear_anneal(
+                args.learning_rate, iteration, run.num_iterations, state.anneal_anchor
+            )
 
-            # 1. Run the policy pi_old for T steps in each of the N envs (Algorithm 1).
-            for step in range(args.num_steps):
-                run.global_step += args.num_envs
-                obs[step] = next_obs
-                with torch.no_grad():
-                    action, _ = agent.act(next_obs)
-                actions[step] = action
-                next_obs_np, reward, terminated, truncated, info = envs.step(action.cpu().numpy())
-                rewards[step] = torch.as_tensor(reward, device=device)
-                terminations[step] = torch.as_tensor(terminated, device=device)
-                truncations[step] = torch.as_tensor(truncated, device=device)
-                next_obs = torch.as_tensor(next_obs_np, dtype=torch.float32, device=device)
-                if "final_info" in info:  # some env ended this step and was reset
-                    if args.bootstrap_truncated:  # V(final obs) stands in for V(s_{t+1})
-                        for i in np.flatnonzero(truncated):
-                            final_obs[step, i] = torch.as_tensor(
-                                info["final_obs"][i], device=device
-                            )
-                    episode = info["final_info"]["episode"]
-                    for i in np.flatnonzero(info["final_info"]["_episode"]):
-                        run.episodes.add(episode["r"][i], episode["l"][i])
-                        tracker.log({"charts/episodic_return": episode["r"][i],
-                                     "charts/episodic_length": episode["l"][i]}, run.global_step)  # fmt: skip
-
-            # 2. Values, log pi_old and the old distribution for the whole batch in one pass:
-            # the policy did not change during the rollout, so batching is exact and much cheaper.
-            b_obs, b_actions = obs.reshape(-1, obs_dim), actions.reshape(-1, act_dim)
+        # 1. Run the policy pi_old for T steps in each of the N envs (Algorithm 1).
+        for step in range(args.num_steps):
+            state.global_step += args.num_envs
+            obs[step] = next_obs
             with torch.no_grad():
-                b_log_probs, _, b_values, b_means, b_log_stds = agent.evaluate(b_obs, b_actions)
-                # log_std is a view of the parameter, which Adam changes in place: keep a copy.
-                b_log_stds = b_log_stds.clone()
-                values = b_values.reshape(args.num_steps, args.num_envs)
-                final_values = agent.value(final_obs) if args.bootstrap_truncated else None
-                # --8<-- [start:advantages]
-                # 3. Advantages by GAE (eqs. 11-12) and value targets R_t = A_t + V(s_t).
-                advantages, returns = advantages_and_returns(
-                    rewards, values, agent.value(next_obs), terminations, truncations,
-                    final_values, args.gamma, args.gae_lambda,
-                )  # fmt: skip
-                # --8<-- [end:advantages]
-            b_advantages, b_returns = advantages.reshape(-1), returns.reshape(-1)
+                action, _ = agent.act(next_obs)
+            actions[step] = action
+            next_obs_np, reward, terminated, truncated, info = envs.step(action.cpu().numpy())
+            rewards[step] = torch.as_tensor(reward, device=device)
+            terminations[step] = torch.as_tensor(terminated, device=device)
+            truncations[step] = torch.as_tensor(truncated, device=device)
+            next_obs = torch.as_tensor(next_obs_np, dtype=torch.float32, device=device)
+            if "final_info" in info:  # some env ended this step and was reset
+                if args.bootstrap_truncated:  # V(final obs) stands in for V(s_{t+1})
+                    for i in np.flatnonzero(truncated):
+                        final_obs[step, i] = torch.as_tensor(info["final_obs"][i], device=device)
+                episode = info["final_info"]["episode"]
+                for i in np.flatnonzero(info["final_info"]["_episode"]):
+                    run.log_episode(episode["r"][i], episode["l"][i])
 
-            # --8<-- [start:update]
-            # 4. Optimise the surrogate (eq. 9) for K epochs of minibatch Adam.
-            stats = []
-            for _epoch in range(args.update_epochs):
-                for mb in torch.randperm(batch_size, device=device).split(minibatch_size):
-                    new_log_prob, entropy, new_values, mean, log_std = agent.evaluate(
-                        b_obs[mb], b_actions[mb]
-                    )
-                    loss, mb_stats = ppo_loss(
-                        new_log_prob=new_log_prob, entropy=entropy, new_values=new_values,
-                        kl=gaussian_kl(b_means[mb], b_log_stds[mb], mean, log_std),
-                        old_log_prob=b_log_probs[mb], old_values=b_values[mb],
-                        advantages=b_advantages[mb], returns=b_returns[mb],
-                        objective=args.objective, clip_coef=args.clip_coef, kl_beta=run.kl_beta,
-                        vf_coef=args.vf_coef, ent_coef=args.ent_coef,
-                        clip_vloss=args.clip_vloss, norm_adv=args.norm_adv,
-                    )  # fmt: skip
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    clip_gradients(agent.parameters(), args.max_grad_norm, loss, run.global_step)
-                    optimizer.step()  # not reached when the loss or gradient is not finite
-                    stats.append(mb_stats)
-                if args.target_kl is not None and mb_stats["approx_kl"] > args.target_kl:
-                    break
+        # 2. Values, log pi_old and the old distribution for the whole batch in one pass:
+        # the policy did not change during the rollout, so batching is exact and much cheaper.
+        b_obs, b_actions = obs.reshape(-1, obs_dim), actions.reshape(-1, act_dim)
+        with torch.no_grad():
+            b_log_probs, _, b_values, b_means, b_log_stds = agent.evaluate(b_obs, b_actions)
+            # log_std is a view of the parameter, which Adam changes in place: keep a copy.
+            b_log_stds = b_log_stds.clone()
+            values = b_values.reshape(args.num_steps, args.num_envs)
+            final_values = agent.value(final_obs) if args.bootstrap_truncated else None
+            # --8<-- [start:advantages]
+            # 3. Advantages by GAE (eqs. 11-12) and value targets R_t = A_t + V(s_t).
+            advantages, returns = advantages_and_returns(
+                rewards, values, agent.value(next_obs), terminations, truncations,
+                final_values, args.gamma, args.gae_lambda,
+            )  # fmt: skip
+            # --8<-- [end:advantages]
+        b_advantages, b_returns = advantages.reshape(-1), returns.reshape(-1)
+        old = OldPolicy(b_log_probs, b_values, b_returns)
 
-            # 5. Adaptive KL penalty: compare d = KL[pi_old || pi] over the batch with d_targ (section 4).
-            if args.objective == "adaptive_kl":
-                with torch.no_grad():
-                    _, _, _, mean, log_std = agent.evaluate(b_obs, b_actions)
-                    batch_kl = gaussian_kl(b_means, b_log_stds, mean, log_std).mean().item()
-                run.kl_beta = adapt_kl_beta(run.kl_beta, batch_kl, args.kl_target)
-            # --8<-- [end:update]
+        # --8<-- [start:update]
+        # 4. Optimise the surrogate (eq. 9) for K epochs of minibatch Adam.
+        losses = LossLog()
+        for mb in minibatches(run.batch_size, args.num_minibatches, args.update_epochs, device,
+                              losses, args.target_kl):  # fmt: skip
+            new_log_prob, entropy, new_values, mean, log_std = agent.evaluate(
+                b_obs[mb], b_actions[mb]
+            )
+            mb_advantages = b_advantages[mb]
+            if args.norm_adv:  # per minibatch, as ppo2 and CleanRL (the paper does not say)
+                mb_advantages = normalize_advantages(mb_advantages)
+            kl = gaussian_kl(b_means[mb], b_log_stds[mb], mean, log_std)
+            loss, mb_stats = ppo_loss(
+                loss_config, old[mb], mb_advantages, new_log_prob, new_values, entropy, kl,
+                clip_coef=args.clip_coef, kl_beta=state.kl_beta,
+            )  # fmt: skip
+            # backward, clip the gradient norm, Adam; Diverged (and no step) if not finite
+            gradient_step(optimizer, loss, agent.parameters(), args.max_grad_norm, state.global_step)  # fmt: skip
+            losses.add(mb_stats)
 
-            # 6. Logging, with CleanRL's metric names.
-            means = {k: torch.stack([s[k] for s in stats]).mean().item() for k in stats[0]}
-            sps = (run.global_step - start_step) / (time.time() - session_start)
-            tracker.log({
-                "charts/learning_rate": optimizer.param_groups[0]["lr"],
-                "charts/SPS": sps,
-                "charts/iteration_seconds": time.time() - iter_start,
-                "losses/value_loss": means["value_loss"],
-                "losses/policy_loss": means["policy_loss"],
-                "losses/entropy": means["entropy"],
-                "losses/old_approx_kl": means["old_approx_kl"],
-                "losses/approx_kl": means["approx_kl"],
-                "losses/kl": means["kl"],
-                "losses/clipfrac": means["clipfrac"],
-                "losses/explained_variance": explained_variance(b_values, b_returns),
-                "losses/kl_beta": run.kl_beta,
-            }, run.global_step)  # fmt: skip
-            progress.update(run.global_step, sps, run.episodes.latest_return)
-            videos.upload_new(run.global_step)
-            run.iteration = iteration
-            run.wall_time = wall_before + time.time() - session_start
-            if saver.after_iteration(iteration, final=iteration == num_iterations):
-                break  # SIGTERM or Ctrl-C: saved after this iteration
-    except Diverged as err:  # no update applied, no checkpoint written: the last good one stays
-        diverged = err
-    finally:
-        run.wall_time = wall_before + time.time() - session_start
-        summary = run_summary(
-            env_id=args.env_id, exp_name=args.exp_name, seed=args.seed, objective=args.objective,
-            global_step=run.global_step, total_timesteps=num_iterations * batch_size,
-            wall_time=run.wall_time, episodes=run.episodes,
-            diverged_at_step=diverged.step if diverged else None,
-        )  # fmt: skip
-        saver.write_summary(summary)
-        tracker.set_summary(summary)
-        progress.close()
-        announce_end(summary, run_dir, "ppo_continuous", tracker.wandb_sync_dir)
-        try:
-            envs.close()  # RecordVideo writes the episode it is still recording
-            videos.upload_new(run.global_step)
-        finally:
-            tracker.close()
-    if diverged:
-        stop_diverged(diverged, saver.folder)
+        # 5. Adaptive KL penalty: compare d = KL[pi_old || pi] over the batch with d_targ (section 4).
+        if args.objective == "adaptive_kl":
+            with torch.no_grad():
+                _, _, _, mean, log_std = agent.evaluate(b_obs, b_actions)
+                batch_kl = gaussian_kl(b_means, b_log_stds, mean, log_std).mean().item()
+            state.kl_beta = adapt_kl_beta(state.kl_beta, batch_kl, args.kl_target)
+        # --8<-- [end:update]
+
+        # 6. Logging, with CleanRL's metric names.
+        run.log_iteration({
+            "charts/learning_rate": optimizer.param_groups[0]["lr"],
+            **losses.means(),
+            "losses/explained_variance": explained_variance(b_values, b_returns),
+            "losses/kl_beta": state.kl_beta,
+        })  # fmt: skip
 
 
 if __name__ == "__main__":
-    main(parse_args(Args, validate))
+    main(parse_args(Args, validate), flags_on_command_line())

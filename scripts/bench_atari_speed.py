@@ -74,7 +74,8 @@ def measure_parts(args: BenchArgs) -> dict:
         categorical_log_prob,
         sample_categorical,
     )
-    from common.losses import ppo_loss
+    from common.divergence import gradient_step
+    from common.losses import LossConfig, OldPolicy, normalize_advantages, ppo_loss
     from ppo_atari.envs import atari_spec, make_atari_envs
     from ppo_atari.train import Agent
 
@@ -116,6 +117,8 @@ def measure_parts(args: BenchArgs) -> dict:
     b_actions = torch.randint(0, 4, (batch,))
     b_logits, b_other = torch.randn(batch, 4), torch.randn(4, batch)
     optimizer = torch.optim.Adam(agent.parameters(), lr=2.5e-4, eps=1e-5, foreach=True)
+    config = LossConfig("clip", vf_coef=0.5, ent_coef=0.01, clip_vloss=True)
+    old = OldPolicy(b_other[0], b_other[1], b_other[3])
 
     def update():
         for _ in range(args.update_epochs):
@@ -123,15 +126,11 @@ def measure_parts(args: BenchArgs) -> dict:
                 with autocast(args.precision):
                     logits, values = agent(b_obs[mb])
                 loss, _ = ppo_loss(
-                    new_log_prob=categorical_log_prob(logits, b_actions[mb]), entropy=categorical_entropy(logits),
-                    new_values=values, kl=categorical_kl(b_logits[mb], logits), old_log_prob=b_other[0, mb],
-                    old_values=b_other[1, mb], advantages=b_other[2, mb], returns=b_other[3, mb], objective="clip",
-                    clip_coef=0.1, kl_beta=1.0, vf_coef=0.5, ent_coef=0.01, clip_vloss=True, norm_adv=True,
+                    config, old[mb], normalize_advantages(b_other[2, mb]),
+                    categorical_log_prob(logits, b_actions[mb]), values, categorical_entropy(logits),
+                    categorical_kl(b_logits[mb], logits), clip_coef=0.1, kl_beta=1.0,
                 )  # fmt: skip
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(agent.parameters(), 0.5)
-                optimizer.step()
+                gradient_step(optimizer, loss, agent.parameters(), 0.5, step=0)
 
     parts["update_s"] = median_seconds(update, max(3, args.repeats // 3))
     return parts

@@ -22,7 +22,7 @@ import torch
 from conftest import REPO
 
 from common.distributions import gaussian_kl
-from common.losses import ppo_loss
+from common.losses import LossConfig, OldPolicy, normalize_advantages, ppo_loss
 from common.objectives import adapt_kl_beta
 from ppo_continuous import batched, run_envs, train
 
@@ -67,13 +67,12 @@ def trainer_update(agent, optimizer, batch, r, order, objective, clip_coef, kl_b
             new_log_prob, entropy, new_values, mean, log_std = agent.evaluate(
                 batch.obs[r][mb], batch.actions[r][mb]
             )
+            old = OldPolicy(batch.log_probs[r], batch.values[r], batch.returns[r])
             loss, _ = ppo_loss(
-                new_log_prob=new_log_prob, entropy=entropy, new_values=new_values,
-                kl=gaussian_kl(batch.means[r][mb], batch.log_stds[r][mb], mean, log_std),
-                old_log_prob=batch.log_probs[r][mb], old_values=batch.values[r][mb],
-                advantages=batch.advantages[r][mb], returns=batch.returns[r][mb],
-                objective=objective, clip_coef=clip_coef, kl_beta=kl_beta,
-                vf_coef=0.5, ent_coef=0.01, clip_vloss=clip_vloss, norm_adv=True,
+                LossConfig(objective, vf_coef=0.5, ent_coef=0.01, clip_vloss=clip_vloss),
+                old[mb], normalize_advantages(batch.advantages[r][mb]), new_log_prob, new_values,
+                entropy, gaussian_kl(batch.means[r][mb], batch.log_stds[r][mb], mean, log_std),
+                clip_coef=clip_coef, kl_beta=kl_beta,
             )  # fmt: skip
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -24,9 +24,10 @@ from conftest import (
     summary,
 )
 
-from common.checkpoint import Checkpoint, RunState, Saver, flags_on_command_line, load_checkpoint
+from common.checkpoint import Checkpoint, RunState, Saver, StopRequest, load_checkpoint
+from common.cli import flags_on_command_line
 from common.episodes import EpisodeLog
-from common.losses import linear_anneal
+from common.schedules import linear_anneal
 
 PENDULUM = pendulum_flags(update_epochs=2)
 BATCH = 256
@@ -160,7 +161,6 @@ def test_restore_is_exact(tmp_path, monkeypatch):
 
     from ppo_continuous.train import Args
 
-    monkeypatch.setattr(signal, "signal", lambda *a: None)  # Saver must not take over this process
     agent, optimizer = _learner(0)
     stats = {"obs_rms_0": _Stats(np.arange(3.0), np.ones(3) * 2.0, 42.0)}
     run = RunState(
@@ -222,7 +222,6 @@ def test_sigterm_saves_and_exits_zero(runs_dir, tmp_path):
 def test_interrupted_write_leaves_previous_latest_loadable(tmp_path, monkeypatch):
     from ppo_continuous.train import Args
 
-    monkeypatch.setattr(signal, "signal", lambda *a: None)
     agent, optimizer = _learner(0)
     run = RunState(kl_beta=1.0, episodes=EpisodeLog(), iteration=1)
     saver = Saver(tmp_path, "ppo_continuous", Args(), "run", agent, optimizer, run)
@@ -251,7 +250,6 @@ def test_kill_between_the_two_writes_still_resumes_the_newest_iteration(tmp_path
     from it (with iter_N.pt first, a kill between the writes resumed from the checkpoint before)."""
     from ppo_continuous.train import Args
 
-    monkeypatch.setattr(signal, "signal", lambda *a: None)
     agent, optimizer = _learner(0)
     run = RunState(kl_beta=1.0, episodes=EpisodeLog(), iteration=1)
     saver = Saver(tmp_path, "ppo_continuous", Args(), "run", agent, optimizer, run)
@@ -397,7 +395,6 @@ def test_stale_temporary_files_are_removed_when_a_run_starts(tmp_path, monkeypat
     """A kill during a save leaves atomic_write_bytes' temporary files; the next start deletes them."""
     from ppo_continuous.train import Args
 
-    monkeypatch.setattr(signal, "signal", lambda *a: None)
     folder = tmp_path / "checkpoints"
     folder.mkdir()
     stale = [folder / ".latest.pt.k3j4h5g6.tmp", folder / ".iter_0000002.pt.a1b2c3d4.tmp",
@@ -568,3 +565,41 @@ def run_evaluate(run: Path, *flags: str, cwd: Path) -> subprocess.CompletedProce
         [sys.executable, str(REPO / "ppo_continuous" / "evaluate.py"), str(run), *flags],
         cwd=cwd, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
+
+
+def test_stop_request_takes_the_signals_only_while_installed(tmp_path):
+    """A Saver alone leaves the process's signal handlers alone; an installed StopRequest turns
+    SIGTERM into "save after this iteration", and uninstalling gives the old handler back."""
+    from ppo_continuous.train import Args
+
+    before = signal.getsignal(signal.SIGTERM)
+    agent, optimizer = _learner(0)
+    run = RunState(kl_beta=1.0, episodes=EpisodeLog())
+    saver = Saver(tmp_path, "ppo_continuous", Args(), "run", agent, optimizer, run)
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert not saver.after_iteration(1, final=False)
+
+    stop = StopRequest().install()
+    saver = Saver(tmp_path, "ppo_continuous", Args(), "run", agent, optimizer, run, stop=stop)
+    try:
+        signal.raise_signal(signal.SIGTERM)
+        assert stop.requested
+        assert saver.after_iteration(1, final=False)  # stop now, and saved first
+        assert (tmp_path / "checkpoints" / "latest.pt").is_file()
+    finally:
+        stop.uninstall()
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_resume_refuses_a_flag_given_at_its_default(pendulum_run):
+    """The flags the CLI hands over count as given even at their default value."""
+    from ppo_continuous.train import Args
+
+    saved = load_checkpoint(pendulum_run).args
+    assert saved["num_steps"] != Args().num_steps
+    args = Args(resume=str(pendulum_run))  # num_steps at its default: not named on the command line
+    resumed = load_checkpoint(pendulum_run, "ppo_continuous", args)
+    assert resumed.args.num_steps == saved["num_steps"]  # the saved value stays
+    with pytest.raises(SystemExit) as stop:
+        load_checkpoint(pendulum_run, "ppo_continuous", args, given_flags={"num_steps"})
+    assert stop.value.code == 2

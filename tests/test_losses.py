@@ -1,4 +1,4 @@
-"""Value loss, advantage normalisation, the diagnostics, the LR schedule and the full eq. 9 loss."""
+"""Value loss, advantage normalisation, the diagnostics and the full eq. 9 loss."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from common.losses import (
+    LossConfig,
+    OldPolicy,
     approx_kl,
     clip_fraction,
     explained_variance,
-    linear_anneal,
     normalize_advantages,
     ppo_loss,
     value_loss,
@@ -122,20 +123,6 @@ def test_explained_variance():
     assert math.isnan(explained_variance(torch.randn(5, generator=g), torch.ones(5)))
 
 
-def test_linear_anneal():
-    n = 10
-    lrs = [linear_anneal(3e-4, i, n) for i in range(1, n + 1)]
-    assert lrs[0] == pytest.approx(3e-4)
-    assert lrs[-1] == pytest.approx(3e-4 / n)
-    steps = [b - a for a, b in zip(lrs, lrs[1:], strict=False)]
-    assert all(s == pytest.approx(steps[0]) for s in steps)  # linear: equal decrements
-    assert steps[0] < 0
-    assert linear_anneal(1.0, 6, 11) == pytest.approx(
-        0.5 * (linear_anneal(1.0, 1, 11) + linear_anneal(1.0, 11, 11))
-    )
-    assert linear_anneal(0.1, 1, 1) == pytest.approx(0.1)  # one iteration: 1/N = 1
-
-
 def ppo_inputs(seed: int, n: int = 64):
     g = torch.Generator().manual_seed(seed)
     return {
@@ -153,21 +140,25 @@ def ppo_inputs(seed: int, n: int = 64):
 STAT_KEYS = {"policy_loss", "value_loss", "entropy", "kl", "approx_kl", "old_approx_kl", "clipfrac"}
 
 
+def call_ppo_loss(x, objective="clip", clip_coef=0.1, kl_beta=2.0, vf_coef=0.5, ent_coef=0.01,
+                  clip_vloss=True):  # fmt: skip
+    config = LossConfig(objective, vf_coef, ent_coef, clip_vloss)
+    old = OldPolicy(x["old_log_prob"], x["old_values"], x["returns"])
+    return ppo_loss(
+        config, old, x["advantages"], x["new_log_prob"], x["new_values"], x["entropy"], x["kl"],
+        clip_coef=clip_coef, kl_beta=kl_beta,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("objective", ["clip", "adaptive_kl"])
-@pytest.mark.parametrize("norm_adv", [True, False])
 @pytest.mark.parametrize("clip_vloss", [True, False])
-def test_ppo_loss_is_eq9_from_its_parts(objective, norm_adv, clip_vloss):
+def test_ppo_loss_is_eq9_from_its_parts(objective, clip_vloss):
     x = ppo_inputs(0)
     clip_coef, kl_beta, vf_coef, ent_coef = 0.1, 2.0, 0.5, 0.01
-    loss, stats = ppo_loss(
-        **x, objective=objective, clip_coef=clip_coef, kl_beta=kl_beta, vf_coef=vf_coef,
-        ent_coef=ent_coef, clip_vloss=clip_vloss, norm_adv=norm_adv,
-    )  # fmt: skip
+    loss, stats = call_ppo_loss(x, objective, clip_coef, kl_beta, vf_coef, ent_coef, clip_vloss)
     log_ratio = x["new_log_prob"] - x["old_log_prob"]
     ratio = torch.exp(log_ratio)
-    adv = x["advantages"]
-    if norm_adv:
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    adv = x["advantages"]  # used as given: normalising them is the trainer's visible step
     if objective == "clip":
         pg = clipped_surrogate(ratio, adv, clip_coef)
     else:
@@ -190,34 +181,31 @@ def test_ppo_loss_is_eq9_from_its_parts(objective, norm_adv, clip_vloss):
     assert all(not s.requires_grad for s in stats.values())
 
 
-def test_ppo_loss_normalisation_and_coefficients_matter():
+def test_ppo_loss_coefficients_and_advantages_matter():
     # Guards the test above against passing vacuously: each switch changes the loss.
     x = ppo_inputs(1)
-    base = dict(objective="clip", clip_coef=0.1, kl_beta=2.0, vf_coef=0.5, ent_coef=0.01,
-                clip_vloss=True, norm_adv=True)  # fmt: skip
-    ref = ppo_loss(**x, **base)[0].item()
+    ref = call_ppo_loss(x)[0].item()
     for change in (
-        {"norm_adv": False},
         {"clip_vloss": False},
         {"vf_coef": 1.0},
         {"ent_coef": 0.1},
         {"objective": "adaptive_kl"},
+        {"clip_coef": 0.3},
     ):
-        assert ppo_loss(**x, **{**base, **change})[0].item() != pytest.approx(ref), change
+        assert call_ppo_loss(x, **change)[0].item() != pytest.approx(ref), change
+    normalised = {**x, "advantages": normalize_advantages(x["advantages"])}
+    assert call_ppo_loss(normalised)[0].item() != pytest.approx(ref)  # not normalised inside
 
 
 def test_ppo_loss_gradient_flows_to_policy_and_value_not_old():
     x = ppo_inputs(2)
-    new_log_prob = x.pop("new_log_prob").requires_grad_(True)
-    new_values = x.pop("new_values").requires_grad_(True)
-    entropy = x.pop("entropy").requires_grad_(True)
-    loss, _ = ppo_loss(
-        new_log_prob=new_log_prob, new_values=new_values, entropy=entropy, **x, objective="clip",
-        clip_coef=0.2, kl_beta=1.0, vf_coef=0.5, ent_coef=0.01, clip_vloss=False, norm_adv=True,
-    )  # fmt: skip
+    for name in ("new_log_prob", "new_values", "entropy"):
+        x[name].requires_grad_(True)
+    loss, _ = call_ppo_loss(x, clip_coef=0.2, kl_beta=1.0, clip_vloss=False)
     loss.backward()
+    new_values, entropy = x["new_values"], x["entropy"]
     n = new_values.numel()
     # d/dV of 0.5 * 0.5 * mean((V - R)^2) is 0.5 * (V - R) / n; d/dS of -0.01 * mean(S) is -0.01/n.
     assert torch.allclose(new_values.grad, 0.5 * (new_values - x["returns"]).detach() / n)
     assert torch.allclose(entropy.grad, torch.full((n,), -0.01 / n))
-    assert new_log_prob.grad.abs().sum() > 0
+    assert x["new_log_prob"].grad.abs().sum() > 0

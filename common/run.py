@@ -1,0 +1,164 @@
+"""Everything a trainer does around its training loop, written once: the run scaffold.
+
+A trainer's ``main`` keeps the algorithm and hands the rest to a ``Run``::
+
+    with Run(args, "ppo_atari", given_flags) as run:
+        args = run.args                            # a resume continues with the saved flags
+        envs, agent, optimizer = ...               # the algorithm's own pieces
+        run.start(agent, optimizer, envs)          # resume or warm start, tracking, progress
+        for iteration in run.iterations():         # saves on schedule, stops on SIGTERM/Ctrl-C
+            ...                                    # rollout, advantages, update
+            run.log_iteration({"losses/...": ...})
+
+In order, a ``Run`` owns: opening the checkpoint of ``--resume`` or ``--init-from``; the run's name
+and folder; seeding and the device; the first line it prints; the checkpoint ``Saver`` and the stop
+request (SIGTERM or Ctrl-C saves after the iteration and stops); TensorBoard and W&B; videos; the
+progress bar; each iteration's step counters, SPS and wall time; and the teardown, in this order:
+``summary.json``, the last lines it prints, closing the envs (which writes the last video),
+uploading that video, closing the tracker. A run whose loss or gradient stops being finite
+(``common.divergence.Diverged``) gets ``status: diverged`` and exits with code 3; its last good
+checkpoint is kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from common.checkpoint import RunState, Saver, StopRequest, open_checkpoints
+from common.cli import default_run_name
+from common.console import announce_end, announce_start
+from common.divergence import Diverged, stop_diverged
+from common.episodes import EpisodeLog, run_summary
+from common.runtime import pick_device, seed_everything
+from common.tracking import Progress, Tracker, VideoUploader, wandb_settings_from
+
+
+class Run:
+    """One training run of one trainer, from its first line printed to its summary."""
+
+    def __init__(
+        self,
+        args: Any,
+        trainer: str,
+        given_flags: Collection[str] = (),
+        summary_extra: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> None:
+        """``given_flags``: the flags named on the command line (a resume refuses changed ones);
+        ``summary_extra(args, scores)``: a trainer's own fields for ``summary.json``."""
+        self.args, self.resumed, self.warm_start = open_checkpoints(args, trainer, given_flags)
+        args = self.args
+        self.trainer = trainer
+        self.name = (
+            self.resumed.run_name
+            if self.resumed
+            else default_run_name(args.env_id, args.exp_name, args.seed)
+        )
+        self.dir = (
+            str(self.resumed.run_dir(args.runs_dir))
+            if self.resumed
+            else f"{args.runs_dir}/{self.name}"
+        )
+        self.video_folder = f"{self.dir}/videos" if args.capture_video else None
+        self.batch_size = args.num_envs * args.num_steps
+        self.num_iterations = max(1, args.total_timesteps // self.batch_size)
+        self.state = RunState(kl_beta=args.kl_beta, episodes=EpisodeLog())
+        self.summary_extra = summary_extra
+        self.device = torch.device("cpu")
+        self.stop = StopRequest()
+        self._started = False
+
+    def __enter__(self) -> Run:
+        announce_start(self.dir, self.args.total_timesteps, self.batch_size, self.video_folder)
+        seed_everything(self.args.seed, self.args.torch_deterministic)
+        self.device = pick_device(self.args.cuda)
+        return self
+
+    def start(self, agent: torch.nn.Module, optimizer, envs, normalizers=None) -> None:
+        """Restore the checkpoint (all of it on a resume, the weights on a warm start), then open
+        the tracker, the video uploader and the progress bar. ``envs`` are closed at the end."""
+        self.envs = envs
+        self.stop.install()  # after the envs: their worker processes ignore both signals
+        self.saver = Saver(
+            self.dir, self.trainer, self.args, self.name, agent, optimizer, self.state,
+            normalizers=normalizers, keep=self.args.keep_checkpoints, stop=self.stop,
+        )  # fmt: skip
+        self.saver.restore(self.resumed or self.warm_start, weights_only=self.resumed is None)
+        settings = wandb_settings_from(self.args, self.state.wandb_run_id)
+        self.tracker = Tracker(self.dir, self.name, asdict(self.args), settings)
+        self.state.wandb_run_id = self.tracker.wandb_run_id
+        self.videos = VideoUploader(f"{self.dir}/videos", self.tracker)
+        self.progress = Progress(self.num_iterations * self.batch_size, self.state.global_step)
+        self._session_start = time.time()
+        self._wall_before, self._start_step = self.state.wall_time, self.state.global_step
+        self._started = True
+
+    def iterations(self) -> Iterator[int]:
+        """Iteration numbers from where the run stands to the last; after each one's body, its
+        bookkeeping and checkpoint. Ends early, saved, when a stop was requested."""
+        for iteration in range(self.state.iteration + 1, self.num_iterations + 1):
+            self._iteration_start = time.time()
+            yield iteration
+            self.state.iteration = iteration
+            self.state.wall_time = self._wall_before + time.time() - self._session_start
+            if self.saver.after_iteration(iteration, final=iteration == self.num_iterations):
+                return  # SIGTERM or Ctrl-C: saved after this iteration
+
+    @property
+    def seconds_into_iteration(self) -> float:
+        return time.time() - self._iteration_start
+
+    def log_episode(self, episode_return: float, episode_length: int) -> None:
+        """A finished episode: into the run's scores and TensorBoard, at the current step."""
+        self.state.episodes.add(episode_return, episode_length)
+        self.tracker.log(
+            {"charts/episodic_return": episode_return, "charts/episodic_length": episode_length},
+            self.state.global_step,
+        )
+
+    def log_iteration(self, metrics: dict[str, float]) -> None:
+        """The trainer's metrics with SPS and the iteration's seconds; the progress bar and any
+        new video follow."""
+        step = self.state.global_step
+        sps = (step - self._start_step) / (time.time() - self._session_start)
+        timing = {"charts/SPS": sps, "charts/iteration_seconds": self.seconds_into_iteration}
+        self.tracker.log({**timing, **metrics}, step)
+        self.progress.update(step, sps, self.state.episodes.latest_return)
+        self.videos.upload_new(step)
+
+    def __exit__(self, exc_type, exc, traceback) -> bool:
+        if not self._started:  # failed before it started: nothing to summarise
+            self.stop.uninstall()
+            return False
+        diverged = exc if isinstance(exc, Diverged) else None
+        try:
+            self._finish(diverged)
+        finally:
+            self.stop.uninstall()
+        if diverged:  # no update applied, no checkpoint written: the last good one stays
+            stop_diverged(diverged, self.saver.folder)
+        return False
+
+    def _finish(self, diverged: Diverged | None) -> None:
+        state, args = self.state, self.args
+        state.wall_time = self._wall_before + time.time() - self._session_start
+        summary = run_summary(
+            env_id=args.env_id, exp_name=args.exp_name, seed=args.seed, objective=args.objective,
+            global_step=state.global_step, total_timesteps=self.num_iterations * self.batch_size,
+            wall_time=state.wall_time, episodes=state.episodes,
+            diverged_at_step=diverged.step if diverged else None,
+            extra=self.summary_extra(args, state.episodes.scores()) if self.summary_extra else None,
+        )  # fmt: skip
+        self.saver.write_summary(summary)
+        self.tracker.set_summary(summary)
+        self.progress.close()
+        announce_end(summary, self.dir, self.trainer, self.tracker.wandb_sync_dir)
+        try:
+            self.envs.close()  # RecordVideo writes the episode it is still recording
+            self.videos.upload_new(state.global_step)
+        finally:
+            self.tracker.close()
