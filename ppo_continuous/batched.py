@@ -479,7 +479,7 @@ def adapt_kl_betas(
 
 
 @dataclass
-class Run:
+class GroupRun:
     """One run of the group: its settings, folder, TensorBoard writer and counters."""
 
     args: train.Args
@@ -505,7 +505,7 @@ class Run:
 
 
 def save_group(
-    group_dir: Path, args: Args, runs: list[Run], agent: BatchedAgent, optimizer, iteration: int,
+    group_dir: Path, args: Args, runs: list[GroupRun], agent: BatchedAgent, optimizer, iteration: int,
     wall_time: float, active: torch.Tensor, envs: RunEnvs,
 ) -> None:  # fmt: skip
     """The whole group's state in one file, written atomically (``latest.pt``)."""
@@ -593,10 +593,10 @@ def main(args: Args) -> None:
         for r in runs_args:
             name = default_run_name(r.env_id, r.exp_name, r.seed)
             run_dir = Path(args.runs_dir).resolve() / name  # absolute: a resume may start elsewhere
-            runs.append(Run(r, name, run_dir, r.kl_beta, EpisodeLog()))
+            runs.append(GroupRun(r, name, run_dir, r.kl_beta, EpisodeLog()))
     else:
         runs = [
-            Run(r, s["name"], Path(s["dir"]), s["kl_beta"], EpisodeLog(), s["global_step"],
+            GroupRun(r, s["name"], Path(s["dir"]), s["kl_beta"], EpisodeLog(), s["global_step"],
                 s["diverged_at_step"], s["wall_time"])
             for r, s in zip(runs_args, saved["runs"], strict=True)
         ]  # fmt: skip
