@@ -1,34 +1,41 @@
-"""Atari environments for PPO: ale-py's native C++ vector env, or gymnasium's vector envs.
+"""Atari environments for PPO: ale-py's native C++ env, or gymnasium's vector envs.
 
-Both backends give the settings of the PPO paper and CleanRL for ``<Game>NoFrameskip-v4`` ids
-(and the registered ones, sticky actions included, for ``ALE/<Game>-v5``): minimal action set,
-up to 30 no-ops at reset, 4 frames per action with a max over the last two, 84x84 grey, a stack of
-the last 4 frames, the 108,000-frame cap and FIRE at reset where the game needs it. Both return
-uint8 observations of shape (num_envs, 4, 84, 84), raw (unclipped) rewards, ``info["lives"]``, and
-reset an env within the step in which its game ends (same-step autoreset).
+Both backends give the protocol of the PPO paper (openai/baselines' ``wrap_deepmind``, which CleanRL
+copies) for ``<Game>NoFrameskip-v4`` ids, and the registered settings, sticky actions included, for
+``ALE/<Game>-v5``: minimal action set, up to 30 no-op frames at reset, 4 frames per action with a
+max over the last two, 84x84 grey, the 108,000-frame cap; FIRE and action 2 at the start of every
+game that has FIRE, and, with ``fire_on_life_loss``, a no-op, FIRE and action 2 after every lost
+life; a stack of the last 4 frames, refilled with copies of the first frame after each of those
+(``protocol.LifeProtocol``, shared by both). Both return uint8 observations of shape
+(num_envs, 4, 84, 84), raw (unclipped) rewards, ``info["lives"]``, and reset an env within the
+step in which its game ends (same-step autoreset).
 
 Life loss and reward clipping are not left to the backends: ``GameTracker`` derives them the same
 way for both, so a lost life ends the value target's episode while the game itself goes on
-(baselines' EpisodicLifeEnv), and the logged returns are unclipped scores of whole games.
+(baselines' EpisodicLifeEnv), and the logged returns are unclipped scores of whole games, with the
+rewards of the env's own steps (``info["unseen_reward"]``, ``info["start_reward"]``) counted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.spaces import Box, Discrete
 from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
 
 from common.cli import UsageError
+from ppo_atari.protocol import STACK, EnvStep, LifeProtocol
 
 BACKENDS = ("ale_vector", "gymnasium")
 FRAME_SKIP = 4
 NOOP_MAX = 30
-STACK = 4
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,11 @@ class AtariSpec:
     repeat_action_probability: float
     full_action_space: bool
     max_num_frames_per_episode: int
+
+    @property
+    def paper_protocol(self) -> bool:
+        """``NoFrameskip-v4`` ids are the paper's; ``ALE/*-v5`` ids keep their own semantics."""
+        return self.env_id.endswith("NoFrameskip-v4")
 
 
 def atari_spec(env_id: str) -> AtariSpec | None:
@@ -82,18 +94,25 @@ def make_atari_envs(
     async_gymnasium: bool = True,
     video_folder: str | None = None,
     render: bool = False,
+    fire_on_life_loss: bool | None = None,
 ) -> gym.vector.VectorEnv:
     """The vector env of the chosen backend; ``video_folder`` records env 0's episodes as mp4.
 
     ``render`` shows env 0 in the ALE's own window (render_mode "human", at the game's 60 fps);
     only ale-py's single-game env has that mode, so it always uses the gymnasium backend, in-process.
+    ``fire_on_life_loss`` (default: on for the paper's ``NoFrameskip-v4`` ids, off for
+    ``ALE/*-v5``) takes baselines' no-op, FIRE and action 2 after every lost life.
     """
+    if fire_on_life_loss is None:
+        fire_on_life_loss = spec.paper_protocol
     if render:
-        envs = _gymnasium_vector_env(spec, num_envs, False, video_folder, render=True)
+        envs = _gymnasium_vector_env(spec, num_envs, False, video_folder, fire_on_life_loss, True)
     elif backend == "ale_vector":
-        envs = _ale_vector_env(spec, num_envs)
+        envs = NativeAtariEnvs(spec, num_envs, fire_on_life_loss)
     elif backend == "gymnasium":
-        envs = _gymnasium_vector_env(spec, num_envs, async_gymnasium, video_folder)
+        envs = _gymnasium_vector_env(
+            spec, num_envs, async_gymnasium, video_folder, fire_on_life_loss
+        )
     else:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
     if video_folder is not None and backend == "ale_vector" and not render:
@@ -102,41 +121,164 @@ def make_atari_envs(
     return envs
 
 
-def _ale_vector_env(spec: AtariSpec, num_envs: int) -> gym.vector.VectorEnv:
-    from ale_py.vector_env import AtariVectorEnv
+class NativeAtariEnvs(gym.vector.VectorEnv):
+    """ale-py's C++ env (``AtariVectorEnv``), one instance of one game per env, stepped together.
 
-    return AtariVectorEnv(
-        game=spec.game,
-        num_envs=num_envs,
-        autoreset_mode=AutoresetMode.SAME_STEP,
-        repeat_action_probability=spec.repeat_action_probability,
-        full_action_space=spec.full_action_space,
-        max_num_frames_per_episode=spec.max_num_frames_per_episode,
-        frameskip=FRAME_SKIP,
-        maxpool=True,
-        noop_max=NOOP_MAX,
-        img_height=84,
-        img_width=84,
-        grayscale=True,
-        stack_num=STACK,
-        use_fire_reset=True,
-        # Its episodic_life resets the whole game on a life loss, and its reward clipping would
-        # hide the score: GameTracker does both the way the paper's wrappers did.
-        episodic_life=False,
-        life_loss_info=False,
-        reward_clipping=False,
-    )
+    Every instance is sent its action before any result is read, so the games run in parallel in
+    their C++ threads. They do the frame skip, the max-pool, the grey 84x84 frames, the no-op
+    starts and the frame cap; one game per instance lets a game take ``LifeProtocol``'s own steps
+    (FIRE at a start or after a lost life) while the others wait, which one vector of all the games
+    cannot (its ``episodic_life`` resets the whole game).
+    """
+
+    def __init__(self, spec: AtariSpec, num_envs: int, fire_on_life_loss: bool) -> None:
+        from ale_py import Action
+        from ale_py.vector_env import AtariVectorEnv
+
+        self.games = [
+            AtariVectorEnv(
+                game=spec.game,
+                num_envs=1,
+                num_threads=1,
+                autoreset_mode=AutoresetMode.SAME_STEP,
+                repeat_action_probability=spec.repeat_action_probability,
+                full_action_space=spec.full_action_space,
+                max_num_frames_per_episode=spec.max_num_frames_per_episode,
+                frameskip=FRAME_SKIP,
+                maxpool=True,
+                noop_max=NOOP_MAX,
+                img_height=84,
+                img_width=84,
+                grayscale=True,
+                stack_num=1,
+                # LifeProtocol presses FIRE (and action 2) as baselines did, and GameTracker does
+                # life loss and reward clipping the same way on both backends.
+                use_fire_reset=False,
+                episodic_life=False,
+                life_loss_info=False,
+                reward_clipping=False,
+            )  # fmt: skip
+            for _ in range(num_envs)
+        ]
+        actions = self.games[0].ale.get_action_set()
+        fire_game = Action.FIRE in actions
+        self.protocols = [LifeProtocol(fire_game, fire_on_life_loss) for _ in range(num_envs)]
+        self.num_envs = num_envs
+        self.single_observation_space = Box(0, 255, (STACK, 84, 84), np.uint8)
+        self.single_action_space = Discrete(len(actions))
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
+        self._next_game_frame = [np.zeros((84, 84), np.uint8) for _ in range(num_envs)]
+        self._next_game_lives = np.zeros(num_envs, dtype=np.int64)
+        self._frame_numbers = np.zeros(num_envs, dtype=np.int64)
+
+    def _receive(self, i: int) -> EnvStep:
+        """Game ``i``'s result; at a game's end, the next game's first frame is kept aside."""
+        obs, reward, terminated, truncated, info = self.games[i].recv()
+        self._frame_numbers[i] = info["episode_frame_number"][0]
+        ended = bool(terminated[0] or truncated[0])
+        frame = info["final_obs"][0][-1] if ended else obs[0, -1]
+        if ended:  # the instance reset itself in this step (same-step autoreset)
+            self._next_game_frame[i], self._next_game_lives[i] = obs[0, -1], info["lives"][0]
+        lives = -1 if ended else int(info["lives"][0])  # an ended game has no lives left to lose
+        return EnvStep(frame, float(reward[0]), bool(terminated[0]), bool(truncated[0]), lives)
+
+    def _step_one(self, i: int, action: int) -> EnvStep:
+        self.games[i].send(np.array([action], dtype=np.int64))
+        return self._receive(i)
+
+    def _start_game(self, i: int) -> float:
+        """FIRE and action 2 at the start of game ``i`` (again if the game ends meanwhile);
+        returns their reward, which is the new game's."""
+        while True:
+            first = EnvStep(self._next_game_frame[i], 0.0, False, False, int(self._next_game_lives[i]))  # fmt: skip
+            last = self.protocols[i].start(first, functools.partial(self._step_one, i))
+            if not last.game_over:
+                return self.protocols[i].unseen_reward
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        start_reward = np.zeros(self.num_envs)
+        for i, game in enumerate(self.games):
+            obs, info = game.reset(seed=None if seed is None else seed + i)
+            self._next_game_frame[i], self._next_game_lives[i] = obs[0, -1], info["lives"][0]
+            self._frame_numbers[i] = info["episode_frame_number"][0]
+            start_reward[i] = self._start_game(i)
+        return self._observations(), self._info(start_reward=start_reward)
+
+    def step(self, actions: np.ndarray):
+        for game, action in zip(self.games, np.asarray(actions), strict=True):
+            game.send(np.array([action], dtype=np.int64))
+        rewards, terminated, truncated = (np.zeros(self.num_envs, dtype=t) for t in (np.float64, bool, bool))  # fmt: skip
+        unseen, start = np.zeros(self.num_envs), np.zeros(self.num_envs)
+        final_obs = np.full(self.num_envs, None, dtype=object)
+        for i, protocol in enumerate(self.protocols):
+            agent_step = self._receive(i)
+            last = protocol.after(agent_step, functools.partial(self._step_one, i))
+            rewards[i], unseen[i] = agent_step.reward, protocol.unseen_reward
+            terminated[i], truncated[i] = last.terminated, last.truncated
+            if last.game_over:
+                final_obs[i] = protocol.observation
+                start[i] = self._start_game(i)
+        info = self._info(unseen_reward=unseen, start_reward=start)
+        ended = terminated | truncated
+        if ended.any():
+            info["final_obs"], info["_final_obs"] = final_obs, ended
+        return self._observations(), rewards, terminated, truncated, info
+
+    def _observations(self) -> np.ndarray:
+        return np.stack([protocol.frames for protocol in self.protocols])
+
+    def _info(self, **rewards: np.ndarray) -> dict:
+        lives = np.array([protocol.lives for protocol in self.protocols])
+        return {"lives": lives, "episode_frame_number": self._frame_numbers.copy(), **rewards}
+
+    def close_extras(self, **kwargs) -> None:
+        for game in self.games:
+            game.close()
 
 
-class FireOnReset(gym.Wrapper):
-    """Press FIRE after a reset in games that wait for it (baselines' FireResetEnv)."""
+class BaselinesLifeProtocol(gym.Wrapper):
+    """``LifeProtocol`` for one gymnasium Atari env after ``AtariPreprocessing``: FIRE and action 2
+    at a game's start, the no-op, FIRE and action 2 after a lost life, and the 4-frame stack.
+
+    The vector env moves the info of a game's last step to ``final_info``; the rewards of the env's
+    own steps in that step are carried to the next game's reset info, where ``GameTracker`` reads
+    them (``unseen_reward``), with the new game's own (``start_reward``).
+    """
+
+    def __init__(self, env: gym.Env, fire_on_life_loss: bool) -> None:
+        super().__init__(env)
+        fire_game = "FIRE" in env.unwrapped.get_action_meanings()
+        self.protocol = LifeProtocol(fire_game, fire_on_life_loss)
+        self.observation_space = Box(0, 255, (STACK, 84, 84), np.uint8)
+        self._info: dict = {}
+        self._unseen_at_end = 0.0
+
+    def _step(self, action: int) -> EnvStep:
+        frame, reward, terminated, truncated, self._info = self.env.step(action)
+        return EnvStep(frame, float(reward), terminated, truncated, int(self._info["lives"]))
 
     def reset(self, **kwargs):
-        obs, info = self.env.reset(**kwargs)
-        obs, _, terminated, truncated, info = self.env.step(1)
-        if terminated or truncated:
-            obs, info = self.env.reset(**kwargs)
-        return obs, info
+        while True:
+            frame, self._info = self.env.reset(**kwargs)
+            first = EnvStep(frame, 0.0, False, False, int(self._info["lives"]))
+            if not self.protocol.start(first, self._step).game_over:
+                break
+            kwargs.pop("seed", None)  # a game over during FIRE: reset again, as FireResetEnv does
+        info = {**self._info, "start_reward": self.protocol.unseen_reward,
+                "unseen_reward": self._unseen_at_end}  # fmt: skip
+        self._unseen_at_end = 0.0
+        return self.protocol.observation, info
+
+    def step(self, action):
+        agent_step = self._step(action)
+        last = self.protocol.after(agent_step, self._step)
+        info = {**self._info, "unseen_reward": self.protocol.unseen_reward}
+        if last.game_over:
+            self._unseen_at_end, info["unseen_reward"] = self.protocol.unseen_reward, 0.0
+        observation = self.protocol.observation
+        return observation, agent_step.reward, last.terminated, last.truncated, info
 
 
 def _gymnasium_vector_env(
@@ -144,6 +286,7 @@ def _gymnasium_vector_env(
     num_envs: int,
     use_async: bool,
     video_folder: str | None,
+    fire_on_life_loss: bool,
     render: bool = False,
 ) -> gym.vector.VectorEnv:
     env0_render_mode = "human" if render else "rgb_array" if video_folder else None
@@ -158,9 +301,7 @@ def _gymnasium_vector_env(
             env = gym.wrappers.AtariPreprocessing(
                 env, noop_max=NOOP_MAX, frame_skip=FRAME_SKIP, screen_size=84, grayscale_obs=True
             )
-            if "FIRE" in env.unwrapped.get_action_meanings():
-                env = FireOnReset(env)
-            return gym.wrappers.FrameStackObservation(env, STACK)
+            return BaselinesLifeProtocol(env, fire_on_life_loss)
 
         return thunk
 
@@ -236,7 +377,7 @@ class GameTracker:
         self.lives = np.zeros(num_envs, dtype=np.int64)
 
     def reset(self, info: dict) -> None:
-        self.returns[:] = 0
+        self.returns[:] = info.get("start_reward", 0.0)
         self.lengths[:] = 0
         self.lives = np.asarray(info["lives"]).copy()
 
@@ -248,10 +389,13 @@ class GameTracker:
         # A fall in lives without a game over; after a game over ``lives`` is the new game's.
         life_lost = (lives < self.lives) & ~game_over
         self.lives = lives.copy()
-        self.returns += reward
+        # The env's own steps (FIRE after a lost life) score for the game, not for learning.
+        self.returns += reward + info.get("unseen_reward", 0.0)
         self.lengths += 1
         finished = [(i, self.returns[i], int(self.lengths[i])) for i in np.flatnonzero(game_over)]
-        self.returns[game_over] = 0
+        self.returns[game_over] = np.broadcast_to(info.get("start_reward", 0.0), reward.shape)[
+            game_over
+        ]
         self.lengths[game_over] = 0
         return np.sign(reward), np.logical_or(terminated, life_lost), finished
         # --8<-- [end:game_tracker_step]

@@ -20,6 +20,7 @@ def evaluate(eval_args: EvalArgs) -> dict:
     envs = make_atari_envs(
         atari_spec(saved["env_id"]), 1, saved["env_backend"], eval_args.seed, False,
         videos and str(videos), render=eval_args.render,
+        fire_on_life_loss=saved.get("fire_on_life_loss"),
     )  # fmt: skip
     agent = Agent(int(envs.single_action_space.n)).to(device).to(memory_format=torch.channels_last)
     agent.load_state_dict(ckpt.data["model"])

@@ -63,6 +63,10 @@ class Args(RunArgs):
     """an ale-py Atari id: <Game>NoFrameskip-v4 (the paper's settings) or ALE/<Game>-v5 (sticky actions)"""
     env_backend: Literal["ale_vector", "gymnasium"] = "ale_vector"
     """ale-py's native C++ vector env (fast), or gymnasium's vector envs with its Atari wrappers"""
+    fire_on_life_loss: bool | None = None
+    """after a lost life take a no-op, FIRE and action 2 before the next observation, as the paper's
+    wrappers did (baselines' EpisodicLifeEnv + FireResetEnv); default: on for NoFrameskip-v4 ids, off
+    for ALE/*-v5 (their own semantics)"""
     async_envs: bool = True
     """with --env-backend gymnasium: one process per env (AsyncVectorEnv) rather than one loop"""
 
@@ -148,7 +152,7 @@ def main(args: Args, given_flags: Collection[str] = ()) -> None:
         args, device = run.args, run.device  # a resumed run goes on with its saved flags
         envs = make_atari_envs(
             atari_spec(args.env_id), args.num_envs, args.env_backend, args.seed, args.async_envs,
-            run.video_folder,
+            run.video_folder, fire_on_life_loss=args.fire_on_life_loss,
         )  # fmt: skip
         agent = Agent(int(envs.single_action_space.n)).to(device)
         agent = agent.to(memory_format=torch.channels_last)
@@ -161,10 +165,18 @@ def summary_extra(args: Args, scores: dict) -> dict:
     """What summary.json adds for Atari: the backend, the precision and human-normalised scores."""
     return {
         "env_backend": args.env_backend,
+        "fire_on_life_loss": fire_on_life_loss(args),
         "precision": args.precision,
         "human_normalized_last_100": human_normalized_score(args.env_id, scores["mean_return_last_100"]),
         "human_normalized_all_training": human_normalized_score(args.env_id, scores["mean_return_all_training"]),
     }  # fmt: skip
+
+
+def fire_on_life_loss(args: Args) -> bool:
+    """The flag, or its default for the id: the paper's protocol for NoFrameskip-v4 ids."""
+    if args.fire_on_life_loss is not None:
+        return args.fire_on_life_loss
+    return atari_spec(args.env_id).paper_protocol
 
 
 def train(args: Args, run: Run, envs, agent: Agent, optimizer: torch.optim.Optimizer) -> None:

@@ -150,3 +150,22 @@ def test_game_tracker_on_a_scripted_sequence():
     assert terminal.tolist() == [True, False]  # a truncation is not a termination
     assert finished == [(0, 25.0, 2), (1, 1.0, 2)]
     assert tracker.returns.tolist() == [0.0, 0.0] and tracker.lengths.tolist() == [0, 0]
+
+
+def test_game_tracker_counts_the_envs_own_steps_in_the_score_not_in_learning():
+    """Rewards of the steps the env takes itself (FIRE after a lost life, ``unseen_reward``, and
+    at a new game's start, ``start_reward``) belong to the game's score, never to the agent."""
+    tracker = GameTracker(2)
+    tracker.reset({"lives": np.array([5, 5]), "start_reward": np.array([0.0, 3.0])})
+    assert tracker.returns.tolist() == [0.0, 3.0]
+    clipped, terminal, finished = tracker.step(
+        np.array([0.0, 1.0]),
+        np.array([False, True]),
+        np.array([False, False]),
+        {"lives": np.array([4, 5]), "unseen_reward": np.array([7.0, 2.0]),
+         "start_reward": np.array([0.0, 4.0])},
+    )  # fmt: skip
+    assert clipped.tolist() == [0.0, 1.0]  # the agent learns from its own step's reward alone
+    assert terminal.tolist() == [True, True]
+    assert finished == [(1, 6.0, 1)]  # 3 at the start + 1 + 2 after the agent's last step
+    assert tracker.returns.tolist() == [7.0, 4.0]  # env 1's new game starts with its own reward
