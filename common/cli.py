@@ -28,9 +28,17 @@ def exit_usage(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
-def parse_args(cls: type[T], validate: Callable[[T], None], argv: list[str] | None = None) -> T:
-    """Parse ``cls`` with tyro, then ``validate`` it; any bad input exits 2 with a one-line error."""
+def parse_args(
+    cls: type[T],
+    validate: Callable[[T], None],
+    argv: list[str] | None = None,
+    resolve: Callable[[T, frozenset[str]], T] | None = None,
+) -> T:
+    """Parse ``cls`` with tyro, ``resolve`` defaults that depend on other flags (given the flags
+    named on the command line), then ``validate``; any bad input exits 2 with a one-line error."""
     args = _tyro_one_line_errors(cls, argv)
+    if resolve is not None:
+        args = resolve(args, flags_on_command_line(argv))
     try:
         validate(args)
     except UsageError as err:

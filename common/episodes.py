@@ -73,6 +73,7 @@ def run_summary(
     episodes: EpisodeLog,
     extra: dict[str, Any] | None = None,
     diverged_at_step: int | None = None,
+    algorithm: str = "ppo",
 ) -> dict[str, Any]:
     """The per-run record that ``runs/{run_name}/summary.json`` holds and sweeps aggregate.
 
@@ -87,6 +88,7 @@ def run_summary(
     return {
         "env_id": env_id,
         "exp_name": exp_name,
+        "algorithm": algorithm,
         "seed": seed,
         "objective": objective,
         "global_step": global_step,

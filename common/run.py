@@ -38,6 +38,11 @@ from common.runtime import pick_device, seed_everything
 from common.tracking import Progress, Tracker, VideoUploader, wandb_settings_from
 
 
+# Iteration metrics are logged at most once per this many steps: every iteration of PPO's batches
+# (1,024 steps and more), every 205th of A2C's 5-step batches, so logging stays a small cost.
+LOG_INTERVAL_STEPS = 1024
+
+
 class Run:
     """One training run of one trainer, from its first line printed to its summary."""
 
@@ -66,6 +71,7 @@ class Run:
         self.video_folder = f"{self.dir}/videos" if args.capture_video else None
         self.batch_size = args.num_envs * args.num_steps
         self.num_iterations = max(1, args.total_timesteps // self.batch_size)
+        self.log_every = max(1, LOG_INTERVAL_STEPS // self.batch_size)
         self.state = RunState(kl_beta=args.kl_beta, episodes=EpisodeLog())
         self.summary_extra = summary_extra
         self.device = torch.device("cpu")
@@ -101,7 +107,7 @@ class Run:
         """Iteration numbers from where the run stands to the last; after each one's body, its
         bookkeeping and checkpoint. Ends early, saved, when a stop was requested."""
         for iteration in range(self.state.iteration + 1, self.num_iterations + 1):
-            self._iteration_start = time.time()
+            self._iteration_start, self._iteration = time.time(), iteration
             yield iteration
             self.state.iteration = iteration
             self.state.wall_time = self._wall_before + time.time() - self._session_start
@@ -120,9 +126,17 @@ class Run:
             self.state.global_step,
         )
 
+    @property
+    def logs_this_iteration(self) -> bool:
+        """Whether ``log_iteration`` writes this iteration (see ``LOG_INTERVAL_STEPS``); a trainer
+        may skip computing its metrics when it does not."""
+        return self._iteration % self.log_every == 0 or self._iteration == self.num_iterations
+
     def log_iteration(self, metrics: dict[str, float]) -> None:
-        """The trainer's metrics with SPS and the iteration's seconds; the progress bar and any
-        new video follow."""
+        """The trainer's metrics with SPS and the iteration's seconds, on the iterations that
+        ``logs_this_iteration``; the progress bar and any new video follow."""
+        if not self.logs_this_iteration:
+            return
         step = self.state.global_step
         sps = (step - self._start_step) / (time.time() - self._session_start)
         timing = {"charts/SPS": sps, "charts/iteration_seconds": self.seconds_into_iteration}
@@ -152,6 +166,7 @@ class Run:
             wall_time=state.wall_time, episodes=state.episodes,
             diverged_at_step=diverged.step if diverged else None,
             extra=self.summary_extra(args, state.episodes.scores()) if self.summary_extra else None,
+            algorithm=getattr(args, "algorithm", "ppo"),
         )  # fmt: skip
         self.saver.write_summary(summary)
         self.tracker.set_summary(summary)

@@ -19,6 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.algorithms import (
+    A2C_ATARI,
+    Algorithm,
+    OptimizerName,
+    make_optimizer,
+    with_algorithm_defaults,
+)
 from common.args import RunArgs
 from common.cli import flags_on_command_line, parse_args
 from common.distributions import (
@@ -93,6 +100,13 @@ class Args(RunArgs):
     """epochs K over each batch (the paper uses 3)"""
     norm_adv: bool = True
     """normalise advantages within each minibatch"""
+    algorithm: Algorithm = "ppo"
+    """ppo, or a2c: baselines' A2C as this trainer's configuration (one epoch of one minibatch,
+    RMSprop, short rollouts; common/algorithms.py), for every flag not given"""
+    optimizer: OptimizerName = "adam"
+    """adam (PPO's) or rmsprop (A2C's); both with epsilon 1e-5"""
+    rmsprop_alpha: float = 0.99
+    """RMSprop's smoothing constant (with --optimizer rmsprop)"""
     objective: Objective = "clip"
     """policy surrogate: clip (eq. 7), adaptive_kl or fixed_kl (eq. 8), none (eq. 6)"""
     clip_coef: float = 0.1
@@ -148,6 +162,7 @@ class Agent(nn.Module):
 
 
 def main(args: Args, given_flags: Collection[str] = ()) -> None:
+    args = resolve(args, given_flags)  # a direct call (tests, notebooks) resolves as the CLI does
     with Run(args, "ppo_atari", given_flags, summary_extra) as run:
         args, device = run.args, run.device  # a resumed run goes on with its saved flags
         envs = make_atari_envs(
@@ -156,7 +171,9 @@ def main(args: Args, given_flags: Collection[str] = ()) -> None:
         )  # fmt: skip
         agent = Agent(int(envs.single_action_space.n)).to(device)
         agent = agent.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, foreach=True)  # fmt: skip
+        optimizer = make_optimizer(
+            args.optimizer, agent.parameters(), args.learning_rate, args.rmsprop_alpha, foreach=True
+        )
         run.start(agent, optimizer, envs)
         train(args, run, envs, agent, optimizer)
 
@@ -302,5 +319,10 @@ def train(args: Args, run: Run, envs, agent: Agent, optimizer: torch.optim.Optim
         })  # fmt: skip
 
 
+def resolve(args: Args, given_flags: Collection[str] = ()) -> Args:
+    """The values ``--algorithm`` implies for the flags not given."""
+    return with_algorithm_defaults(args, {"a2c": A2C_ATARI}, given_flags)
+
+
 if __name__ == "__main__":
-    main(parse_args(Args, validate), flags_on_command_line())
+    main(parse_args(Args, validate, resolve=resolve), flags_on_command_line())

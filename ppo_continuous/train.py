@@ -20,6 +20,13 @@ import torch
 from gymnasium.vector import AutoresetMode
 from torch import nn
 
+from common.algorithms import (
+    A2C_CONTINUOUS,
+    Algorithm,
+    OptimizerName,
+    make_optimizer,
+    with_algorithm_defaults,
+)
 from common.args import RunArgs
 from common.cli import UsageError, flags_on_command_line, parse_args, require_registered_env
 from common.distributions import gaussian_entropy, gaussian_kl, gaussian_log_prob
@@ -75,6 +82,13 @@ class Args(RunArgs):
     """epochs K over each batch"""
     norm_adv: bool = True
     """normalise advantages within each minibatch"""
+    algorithm: Algorithm = "ppo"
+    """ppo, or a2c: baselines' A2C as this trainer's configuration (one epoch of one minibatch,
+    RMSprop, short rollouts; common/algorithms.py), for every flag not given"""
+    optimizer: OptimizerName = "adam"
+    """adam (PPO's) or rmsprop (A2C's); both with epsilon 1e-5"""
+    rmsprop_alpha: float = 0.99
+    """RMSprop's smoothing constant (with --optimizer rmsprop)"""
     objective: Objective = "clip"
     """policy surrogate: clip (eq. 7), adaptive_kl or fixed_kl (eq. 8), none (eq. 6)"""
     clip_coef: float = 0.2
@@ -214,7 +228,52 @@ class Agent(nn.Module):
         return log_prob, gaussian_entropy(log_std), self.value(obs), mean, log_std
 
 
+@dataclass
+class Batch:
+    """One iteration's rollout, flattened over (T, N): what the update samples minibatches from."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    means: torch.Tensor  # pi_old's distribution, for the analytic KL
+    log_stds: torch.Tensor
+    advantages: torch.Tensor
+    old: OldPolicy
+
+
+# --8<-- [start:minibatch_update]
+def update(
+    agent: Agent,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    args: Args,
+    loss_config: LossConfig,
+    kl_beta: float,
+    global_step: int,
+) -> LossLog:
+    """K epochs of minibatch steps on eq. 9 (Algorithm 1's "optimise L wrt theta")."""
+    losses = LossLog()
+    for mb in minibatches(len(batch.advantages), args.num_minibatches, args.update_epochs,
+                          batch.obs.device, losses, args.target_kl):  # fmt: skip
+        new_log_prob, entropy, new_values, mean, log_std = agent.evaluate(
+            batch.obs[mb], batch.actions[mb]
+        )
+        advantages = batch.advantages[mb]
+        if args.norm_adv:  # per minibatch, as ppo2 and CleanRL (the paper does not say)
+            advantages = normalize_advantages(advantages)
+        kl = gaussian_kl(batch.means[mb], batch.log_stds[mb], mean, log_std)
+        loss, mb_stats = ppo_loss(
+            loss_config, batch.old[mb], advantages, new_log_prob, new_values, entropy, kl,
+            clip_coef=args.clip_coef, kl_beta=kl_beta,
+        )  # fmt: skip
+        # backward, clip the gradient norm, step; Diverged (and no step) if not finite
+        gradient_step(optimizer, loss, agent.parameters(), args.max_grad_norm, global_step)
+        losses.add(mb_stats)
+    return losses
+    # --8<-- [end:minibatch_update]
+
+
 def main(args: Args, given_flags: Collection[str] = ()) -> None:
+    args = resolve(args, given_flags)  # a direct call (tests, notebooks) resolves as the CLI does
     with Run(args, "ppo_continuous", given_flags) as run:
         args, device = run.args, run.device  # a resumed run goes on with its saved flags
         torch.set_num_threads(args.torch_threads)
@@ -222,7 +281,9 @@ def main(args: Args, given_flags: Collection[str] = ()) -> None:
         obs_dim = int(np.prod(envs.single_observation_space.shape))
         act_dim = int(np.prod(envs.single_action_space.shape))
         agent = Agent(obs_dim, act_dim).to(device)
-        optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)  # fmt: skip
+        optimizer = make_optimizer(
+            args.optimizer, agent.parameters(), args.learning_rate, args.rmsprop_alpha, fused=True
+        )
         run.start(agent, optimizer, envs, normalizers=normalizers(envs))
         train(args, run, envs, agent, optimizer)
 
@@ -286,28 +347,14 @@ def train(args: Args, run: Run, envs, agent: Agent, optimizer: torch.optim.Optim
                 final_values, args.gamma, args.gae_lambda,
             )  # fmt: skip
             # --8<-- [end:advantages]
-        b_advantages, b_returns = advantages.reshape(-1), returns.reshape(-1)
-        old = OldPolicy(b_log_probs, b_values, b_returns)
+        batch = Batch(b_obs, b_actions, b_means, b_log_stds, advantages.reshape(-1),
+                      OldPolicy(b_log_probs, b_values, returns.reshape(-1)))  # fmt: skip
 
         # --8<-- [start:update]
         # 4. Optimise the surrogate (eq. 9) for K epochs of minibatch Adam.
-        losses = LossLog()
-        for mb in minibatches(run.batch_size, args.num_minibatches, args.update_epochs, device,
-                              losses, args.target_kl):  # fmt: skip
-            new_log_prob, entropy, new_values, mean, log_std = agent.evaluate(
-                b_obs[mb], b_actions[mb]
-            )
-            mb_advantages = b_advantages[mb]
-            if args.norm_adv:  # per minibatch, as ppo2 and CleanRL (the paper does not say)
-                mb_advantages = normalize_advantages(mb_advantages)
-            kl = gaussian_kl(b_means[mb], b_log_stds[mb], mean, log_std)
-            loss, mb_stats = ppo_loss(
-                loss_config, old[mb], mb_advantages, new_log_prob, new_values, entropy, kl,
-                clip_coef=args.clip_coef, kl_beta=state.kl_beta,
-            )  # fmt: skip
-            # backward, clip the gradient norm, Adam; Diverged (and no step) if not finite
-            gradient_step(optimizer, loss, agent.parameters(), args.max_grad_norm, state.global_step)  # fmt: skip
-            losses.add(mb_stats)
+        losses = update(
+            agent, optimizer, batch, args, loss_config, state.kl_beta, state.global_step
+        )
 
         # 5. Adaptive KL penalty: compare d = KL[pi_old || pi] over the batch with d_targ (section 4).
         if args.objective == "adaptive_kl":
@@ -321,10 +368,15 @@ def train(args: Args, run: Run, envs, agent: Agent, optimizer: torch.optim.Optim
         run.log_iteration({
             "charts/learning_rate": optimizer.param_groups[0]["lr"],
             **losses.means(),
-            "losses/explained_variance": explained_variance(b_values, b_returns),
+            "losses/explained_variance": explained_variance(b_values, batch.old.returns),
             "losses/kl_beta": state.kl_beta,
         })  # fmt: skip
 
 
+def resolve(args: Args, given_flags: Collection[str] = ()) -> Args:
+    """The values ``--algorithm`` implies for the flags not given."""
+    return with_algorithm_defaults(args, {"a2c": A2C_CONTINUOUS}, given_flags)
+
+
 if __name__ == "__main__":
-    main(parse_args(Args, validate), flags_on_command_line())
+    main(parse_args(Args, validate, resolve=resolve), flags_on_command_line())
