@@ -37,7 +37,6 @@ from common.episodes import EpisodeLog, run_summary
 from common.runtime import pick_device, seed_everything
 from common.tracking import Progress, Tracker, VideoUploader, wandb_settings_from
 
-
 # Iteration metrics are logged at most once per this many steps: every iteration of PPO's batches
 # (1,024 steps and more), every 205th of A2C's 5-step batches, so logging stays a small cost.
 LOG_INTERVAL_STEPS = 1024
