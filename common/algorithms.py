@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 import torch
 
-Algorithm = Literal["ppo", "a2c"]
+Algorithm = Literal["ppo", "a2c", "vpg"]  # the continuous trainer's
+AtariAlgorithm = Literal["ppo", "a2c"]
 OptimizerName = Literal["adam", "rmsprop"]
 
 # openai/baselines' A2C for Atari (baselines/a2c/a2c.py ``learn`` and ``run_atari``): 16 envs x 5
@@ -29,6 +30,7 @@ A2C_ATARI: dict[str, Any] = {
     "vf_coef": 0.5, "max_grad_norm": 0.5, "gamma": 0.99, "gae_lambda": 1.0, "update_epochs": 1,
     "num_minibatches": 1, "norm_adv": False, "clip_vloss": False, "anneal_clip": False,
     "save_every": 1250,  # iterations of 80 steps: a checkpoint every 100k steps, as PPO's
+    "log_every": 13,  # metrics about every 1,000 steps, as PPO's batches log
 }  # fmt: skip
 
 # Stable-Baselines3's A2C defaults (stable_baselines3/a2c/a2c.py): 5 steps, lr 7e-4 constant,
@@ -40,7 +42,29 @@ A2C_CONTINUOUS: dict[str, Any] = {
     "vf_coef": 0.5, "max_grad_norm": 0.5, "gamma": 0.99, "gae_lambda": 1.0, "update_epochs": 1,
     "num_minibatches": 1, "norm_adv": False, "clip_vloss": False,
     "save_every": 20_000,  # iterations of 5 steps: a checkpoint every 100k steps
+    "log_every": 200,  # metrics every 1,000 steps
 }  # fmt: skip
+
+
+# Vanilla policy gradient with an adaptive step size, as the PPO paper's Figure 3 compares it: one
+# gradient step of the policy-gradient loss (eq. 6's L^CPI, whose gradient at r = 1 is the policy
+# gradient) per batch of 2,048 steps, with Adam's step size adapted after each batch so that
+# KL[pi_old || pi] stays near 0.01 (``adapt_step_size``). The value function shares that one step.
+VPG_CONTINUOUS: dict[str, Any] = {
+    "exp_name": "vpg_continuous", "update_epochs": 1, "num_minibatches": 1, "objective": "none",
+    "anneal_lr": False, "lr_kl_target": 0.01, "clip_vloss": False,
+}  # fmt: skip
+
+
+def adapt_step_size(learning_rate: float, mean_kl: float, kl_target: float) -> float:
+    """The step size after a batch whose update moved the policy by ``mean_kl``: divided by 1.5
+    when d > 2 d_targ, multiplied by 1.5 when d < d_targ / 2, else kept (modular_rl's rule, by
+    the PPO paper's authors, for its "vanilla PG, adaptive" baseline)."""
+    if mean_kl > 2.0 * kl_target:
+        return learning_rate / 1.5
+    if mean_kl < kl_target / 2.0:
+        return learning_rate * 1.5
+    return learning_rate
 
 
 def with_algorithm_defaults(

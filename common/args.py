@@ -17,7 +17,7 @@ class RunArgs:
     resumable_flags: ClassVar[frozenset[str]] = frozenset({
         "total_timesteps", "save_every", "keep_checkpoints", "numbered_checkpoints", "resume",
         "init_from", "runs_dir", "cuda", "track", "wandb_project_name", "wandb_entity",
-        "wandb_group", "wandb_tags", "capture_video",
+        "wandb_group", "wandb_tags", "capture_video", "log_every",
     })  # fmt: skip
 
     # Experiment
@@ -42,6 +42,9 @@ class RunArgs:
     """the W&B group, e.g. one per sweep variant"""
     wandb_tags: tuple[str, ...] = ()
     """W&B tags"""
+    log_every: int = 1
+    """write the iteration metrics every this many iterations (and at the last); A2C's tiny
+    batches log every 200th (continuous) or 13th (Atari), about every 1,000 steps"""
     capture_video: bool = False
     """if toggled, record episodes of env 0 to videos/{run_name} (and upload them with --track)"""
     # Checkpoints

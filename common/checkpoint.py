@@ -76,7 +76,7 @@ def checkpoint_file(path: str | Path) -> Path:
 
 def load_checkpoint(
     path: str | Path,
-    trainer: str | None = None,
+    trainer: str | tuple[str, ...] | None = None,
     args: Any = None,
     flag: str = "--resume",
     given_flags: Collection[str] = (),
@@ -133,11 +133,12 @@ def _has_required_keys(data: dict[str, Any]) -> bool:
     )
 
 
-def require_trainer(data: dict[str, Any], trainer: str, flag: str) -> None:
-    """A checkpoint is read only by the trainer that wrote it (the network and flags are its own)."""
-    if data["trainer"] != trainer:
+def require_trainer(data: dict[str, Any], trainer: str | tuple[str, ...], flag: str) -> None:
+    """A checkpoint is read only by the trainer(s) whose network and flags it holds."""
+    trainers = (trainer,) if isinstance(trainer, str) else trainer
+    if data["trainer"] not in trainers:
         exit_usage(
-            f"{flag}: checkpoint was written by {data['trainer']}, not {trainer}; use {data['trainer']}'s scripts"
+            f"{flag}: checkpoint was written by {data['trainer']}, not {' or '.join(trainers)}; use {data['trainer']}'s scripts"
         )
 
 

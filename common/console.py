@@ -58,8 +58,12 @@ def end_lines(
     run_dir: str | Path,
     trainer: str,
     wandb_sync_dir: str | None = None,
+    train_script: str | None = None,
 ) -> list[str]:
-    """The end-of-run summary: how it ended, the paper's two scores, and the next commands."""
+    """The end-of-run summary: how it ended, the paper's two scores, and the next commands.
+
+    ``trainer`` is the folder of ``evaluate.py``; ``train_script`` defaults to its ``train.py``."""
+    train_script = train_script or f"{trainer}/train.py"
     status, step = summary["status"], summary["global_step"]
     how = {
         "finished": f"finished: {step} steps",
@@ -72,7 +76,7 @@ def end_lines(
         _scores_line(summary),
     ]
     if status == "stopped":
-        lines.append(f"  continue it:   python {trainer}/train.py --resume {run_dir}")
+        lines.append(f"  continue it:   python {train_script} --resume {run_dir}")
     lines.append(f"  curves:        tensorboard --logdir {Path(run_dir).parent}")
     if status != "diverged" or Path(run_dir, "checkpoints", "latest.pt").is_file():
         lines.append(f"  watch it play: python {trainer}/evaluate.py {run_dir}")
@@ -86,7 +90,9 @@ def announce_end(
     run_dir: str | Path,
     trainer: str,
     wandb_sync_dir: str | None = None,
+    train_script: str | None = None,
 ) -> None:
     """Print ``end_lines`` to stdout; call it after the progress bar is closed."""
     sys.stderr.flush()  # the closed bar's last line goes out first
-    print("\n".join(end_lines(summary, run_dir, trainer, wandb_sync_dir)), flush=True)
+    lines = end_lines(summary, run_dir, trainer, wandb_sync_dir, train_script)
+    print("\n".join(lines), flush=True)

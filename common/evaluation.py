@@ -77,9 +77,9 @@ class Evaluation(NamedTuple):
     videos: Path | None
 
 
-def open_evaluation(args: EvalArgs, trainer: str) -> Evaluation:
-    """Open the checkpoint of ``trainer`` (one line and exit 2 otherwise), seed torch, pick the
-    device and, with ``--capture-video``, the folder for this evaluation's videos."""
+def open_evaluation(args: EvalArgs, trainer: str | tuple[str, ...]) -> Evaluation:
+    """Open a checkpoint of ``trainer`` (one of them, for a tuple; one line and exit 2 otherwise),
+    seed torch, pick the device and, with ``--capture-video``, this evaluation's video folder."""
     ckpt = load_checkpoint(args.checkpoint, trainer, flag="checkpoint")
     torch.manual_seed(args.seed)
     return Evaluation(ckpt, pick_device(args.cuda), video_folder(args, ckpt))

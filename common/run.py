@@ -37,10 +37,6 @@ from common.episodes import EpisodeLog, run_summary
 from common.runtime import pick_device, seed_everything
 from common.tracking import Progress, Tracker, VideoUploader, wandb_settings_from
 
-# Iteration metrics are logged at most once per this many steps: every iteration of PPO's batches
-# (1,024 steps and more), every 205th of A2C's 5-step batches, so logging stays a small cost.
-LOG_INTERVAL_STEPS = 1024
-
 
 class Run:
     """One training run of one trainer, from its first line printed to its summary."""
@@ -51,12 +47,17 @@ class Run:
         trainer: str,
         given_flags: Collection[str] = (),
         summary_extra: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None,
+        package: str | None = None,
+        script: str | None = None,
     ) -> None:
         """``given_flags``: the flags named on the command line (a resume refuses changed ones);
-        ``summary_extra(args, scores)``: a trainer's own fields for ``summary.json``."""
+        ``summary_extra(args, scores)``: a trainer's own fields for ``summary.json``; ``package``
+        and ``script``: the folder of its ``evaluate.py`` (default ``trainer``) and its own path
+        (default ``<package>/train.py``), for the commands printed at the end."""
         self.args, self.resumed, self.warm_start = open_checkpoints(args, trainer, given_flags)
         args = self.args
         self.trainer = trainer
+        self.package, self.script = package or trainer, script
         self.name = (
             self.resumed.run_name
             if self.resumed
@@ -70,8 +71,8 @@ class Run:
         self.video_folder = f"{self.dir}/videos" if args.capture_video else None
         self.batch_size = args.num_envs * args.num_steps
         self.num_iterations = max(1, args.total_timesteps // self.batch_size)
-        self.log_every = max(1, LOG_INTERVAL_STEPS // self.batch_size)
-        self.state = RunState(kl_beta=args.kl_beta, episodes=EpisodeLog())
+        self.log_every = getattr(args, "log_every", 1)
+        self.state = RunState(kl_beta=getattr(args, "kl_beta", 1.0), episodes=EpisodeLog())
         self.summary_extra = summary_extra
         self.device = torch.device("cpu")
         self.stop = StopRequest()
@@ -127,8 +128,7 @@ class Run:
 
     @property
     def logs_this_iteration(self) -> bool:
-        """Whether ``log_iteration`` writes this iteration (see ``LOG_INTERVAL_STEPS``); a trainer
-        may skip computing its metrics when it does not."""
+        """Whether ``log_iteration`` writes this iteration (``--log-every``, and the last one)."""
         return self._iteration % self.log_every == 0 or self._iteration == self.num_iterations
 
     def log_iteration(self, metrics: dict[str, float]) -> None:
@@ -160,7 +160,8 @@ class Run:
         state, args = self.state, self.args
         state.wall_time = self._wall_before + time.time() - self._session_start
         summary = run_summary(
-            env_id=args.env_id, exp_name=args.exp_name, seed=args.seed, objective=args.objective,
+            env_id=args.env_id, exp_name=args.exp_name, seed=args.seed,
+            objective=getattr(args, "objective", None),
             global_step=state.global_step, total_timesteps=self.num_iterations * self.batch_size,
             wall_time=state.wall_time, episodes=state.episodes,
             diverged_at_step=diverged.step if diverged else None,
@@ -170,7 +171,7 @@ class Run:
         self.saver.write_summary(summary)
         self.tracker.set_summary(summary)
         self.progress.close()
-        announce_end(summary, self.dir, self.trainer, self.tracker.wandb_sync_dir)
+        announce_end(summary, self.dir, self.package, self.tracker.wandb_sync_dir, self.script)
         try:
             self.envs.close()  # RecordVideo writes the episode it is still recording
             self.videos.upload_new(state.global_step)

@@ -86,6 +86,12 @@ RULES: tuple[Rule, ...] = (
         "a positive number, or left out (no early stop)",
         lambda v, a: v is None or v > 0,
     ),
+    Rule(
+        "lr_kl_target",
+        "a positive number, or left out (no adaptive step size)",
+        lambda v, a: v is None or v > 0,
+    ),
+    Rule("log_every", "a positive number of iterations", _positive),
     Rule("rmsprop_alpha", "a number in [0, 1)", lambda v, a: 0.0 <= v < 1.0),
     Rule("save_every", "0 (only at the end) or a positive number of iterations", _not_negative),
     Rule("keep_checkpoints", "0 (keep all) or a positive number", _not_negative),

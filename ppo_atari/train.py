@@ -21,7 +21,7 @@ from torch import nn
 
 from common.algorithms import (
     A2C_ATARI,
-    Algorithm,
+    AtariAlgorithm,
     OptimizerName,
     make_optimizer,
     with_algorithm_defaults,
@@ -100,7 +100,7 @@ class Args(RunArgs):
     """epochs K over each batch (the paper uses 3)"""
     norm_adv: bool = True
     """normalise advantages within each minibatch"""
-    algorithm: Algorithm = "ppo"
+    algorithm: AtariAlgorithm = "ppo"
     """ppo, or a2c: baselines' A2C as this trainer's configuration (one epoch of one minibatch,
     RMSprop, short rollouts; common/algorithms.py), for every flag not given"""
     optimizer: OptimizerName = "adam"

@@ -20,8 +20,10 @@ from ppo_continuous.train import Agent, Args, freeze_normalizers, make_envs, nor
 
 
 def evaluate(eval_args: EvalArgs) -> dict:
-    ckpt, device, videos = open_evaluation(eval_args, "ppo_continuous")
-    args = replace(Args(**ckpt.args), num_envs=1, capture_video=eval_args.capture_video)
+    # PPO's and TRPO's checkpoints hold the same network (train.Agent) and env settings.
+    ckpt, device, videos = open_evaluation(eval_args, ("ppo_continuous", "trpo_continuous"))
+    saved = {k: v for k, v in ckpt.args.items() if k in Args.__dataclass_fields__}
+    args = replace(Args(**saved), num_envs=1, capture_video=eval_args.capture_video)
     try:
         envs = make_envs(args, videos and str(videos), render=eval_args.render)
     except DependencyNotInstalled as err:

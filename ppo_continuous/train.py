@@ -22,8 +22,10 @@ from torch import nn
 
 from common.algorithms import (
     A2C_CONTINUOUS,
+    VPG_CONTINUOUS,
     Algorithm,
     OptimizerName,
+    adapt_step_size,
     make_optimizer,
     with_algorithm_defaults,
 )
@@ -83,8 +85,9 @@ class Args(RunArgs):
     norm_adv: bool = True
     """normalise advantages within each minibatch"""
     algorithm: Algorithm = "ppo"
-    """ppo, or a2c: baselines' A2C as this trainer's configuration (one epoch of one minibatch,
-    RMSprop, short rollouts; common/algorithms.py), for every flag not given"""
+    """ppo; a2c: baselines' A2C as this trainer's configuration (one epoch of one minibatch,
+    RMSprop, short rollouts); vpg (continuous only): one policy-gradient step per batch with a
+    KL-adapted step size; each sets its values for every flag not given (common/algorithms.py)"""
     optimizer: OptimizerName = "adam"
     """adam (PPO's) or rmsprop (A2C's); both with epsilon 1e-5"""
     rmsprop_alpha: float = 0.99
@@ -97,6 +100,9 @@ class Args(RunArgs):
     """KL penalty coefficient beta; the initial value for adaptive_kl (the paper starts at 1)"""
     kl_target: float = 0.01
     """d_targ of the adaptive KL penalty"""
+    lr_kl_target: float | None = None
+    """adapt the step size after each batch to keep KL[pi_old || pi] near this (vanilla PG's
+    adaptive step size in the paper's Figure 3; --algorithm vpg); off by default"""
     clip_vloss: bool = True
     """clip the value loss around the rollout's values, as ppo2 does"""
     ent_coef: float = 0.0
@@ -228,6 +234,57 @@ class Agent(nn.Module):
         return log_prob, gaussian_entropy(log_std), self.value(obs), mean, log_std
 
 
+class Rollout:
+    """Step 1 of Algorithm 1: (T, N) buffers, refilled each iteration by running pi_old."""
+
+    def __init__(self, args: Args, envs: gym.vector.SyncVectorEnv, device: torch.device) -> None:
+        self.envs, self.device = envs, device
+        self.num_steps, self.num_envs = args.num_steps, args.num_envs
+        self.bootstrap_truncated = args.bootstrap_truncated
+        self.obs_dim = int(np.prod(envs.single_observation_space.shape))
+        self.act_dim = int(np.prod(envs.single_action_space.shape))
+        shape = (args.num_steps, args.num_envs)
+        self.obs = torch.zeros(shape + (self.obs_dim,), device=device)
+        self.actions = torch.zeros(shape + (self.act_dim,), device=device)
+        self.rewards = torch.zeros(shape, device=device)
+        self.terminations = torch.zeros(shape, dtype=torch.bool, device=device)
+        self.truncations = torch.zeros_like(self.terminations)
+        self.final_obs = torch.zeros_like(self.obs)  # normalised final obs of truncated episodes
+
+    def reset(self, seed: int) -> torch.Tensor:
+        next_obs, _ = self.envs.reset(seed=seed)
+        return torch.as_tensor(next_obs, dtype=torch.float32, device=self.device)
+
+    def collect(self, agent: Agent, next_obs: torch.Tensor, run: Run) -> torch.Tensor:
+        """T steps of a ~ pi_old(.|s) in each env; finished episodes are logged. Returns s_T."""
+        device = self.device
+        for step in range(self.num_steps):
+            run.state.global_step += self.num_envs
+            self.obs[step] = next_obs
+            with torch.no_grad():
+                action, _ = agent.act(next_obs)
+            self.actions[step] = action
+            next_obs_np, reward, terminated, truncated, info = self.envs.step(action.cpu().numpy())
+            self.rewards[step] = torch.as_tensor(reward, device=device)
+            self.terminations[step] = torch.as_tensor(terminated, device=device)
+            self.truncations[step] = torch.as_tensor(truncated, device=device)
+            next_obs = torch.as_tensor(next_obs_np, dtype=torch.float32, device=device)
+            if "final_info" in info:  # some env ended this step and was reset
+                if self.bootstrap_truncated:  # V(final obs) stands in for V(s_{t+1})
+                    for i in np.flatnonzero(truncated):
+                        self.final_obs[step, i] = torch.as_tensor(info["final_obs"][i], device=device)  # fmt: skip
+                episode = info["final_info"]["episode"]
+                for i in np.flatnonzero(info["final_info"]["_episode"]):
+                    run.log_episode(episode["r"][i], episode["l"][i])
+        return next_obs
+
+    def flat_obs(self) -> torch.Tensor:
+        return self.obs.reshape(-1, self.obs_dim)
+
+    def flat_actions(self) -> torch.Tensor:
+        return self.actions.reshape(-1, self.act_dim)
+
+
 @dataclass
 class Batch:
     """One iteration's rollout, flattened over (T, N): what the update samples minibatches from."""
@@ -291,20 +348,10 @@ def main(args: Args, given_flags: Collection[str] = ()) -> None:
 def train(args: Args, run: Run, envs, agent: Agent, optimizer: torch.optim.Optimizer) -> None:
     """Algorithm 1: rollouts, GAE and K epochs of minibatch Adam, one iteration at a time."""
     device, state = run.device, run.state
-    obs_dim = int(np.prod(envs.single_observation_space.shape))
-    act_dim = int(np.prod(envs.single_action_space.shape))
     loss_config = LossConfig.from_args(args)
 
-    # Rollout storage: (T, N, ...) tensors reused every iteration.
-    obs = torch.zeros((args.num_steps, args.num_envs, obs_dim), device=device)
-    actions = torch.zeros((args.num_steps, args.num_envs, act_dim), device=device)
-    rewards = torch.zeros((args.num_steps, args.num_envs), device=device)
-    terminations = torch.zeros((args.num_steps, args.num_envs), dtype=torch.bool, device=device)
-    truncations = torch.zeros_like(terminations)
-    final_obs = torch.zeros_like(obs)  # normalised final observations of truncated episodes
-
-    next_obs_np, _ = envs.reset(seed=args.seed + state.iteration)
-    next_obs = torch.as_tensor(next_obs_np, dtype=torch.float32, device=device)
+    rollout = Rollout(args, envs, device)
+    next_obs = rollout.reset(args.seed + state.iteration)
     for iteration in run.iterations():
         if args.anneal_lr:
             optimizer.param_groups[0]["lr"] = linear_anneal(
@@ -312,39 +359,22 @@ def train(args: Args, run: Run, envs, agent: Agent, optimizer: torch.optim.Optim
             )
 
         # 1. Run the policy pi_old for T steps in each of the N envs (Algorithm 1).
-        for step in range(args.num_steps):
-            state.global_step += args.num_envs
-            obs[step] = next_obs
-            with torch.no_grad():
-                action, _ = agent.act(next_obs)
-            actions[step] = action
-            next_obs_np, reward, terminated, truncated, info = envs.step(action.cpu().numpy())
-            rewards[step] = torch.as_tensor(reward, device=device)
-            terminations[step] = torch.as_tensor(terminated, device=device)
-            truncations[step] = torch.as_tensor(truncated, device=device)
-            next_obs = torch.as_tensor(next_obs_np, dtype=torch.float32, device=device)
-            if "final_info" in info:  # some env ended this step and was reset
-                if args.bootstrap_truncated:  # V(final obs) stands in for V(s_{t+1})
-                    for i in np.flatnonzero(truncated):
-                        final_obs[step, i] = torch.as_tensor(info["final_obs"][i], device=device)
-                episode = info["final_info"]["episode"]
-                for i in np.flatnonzero(info["final_info"]["_episode"]):
-                    run.log_episode(episode["r"][i], episode["l"][i])
+        next_obs = rollout.collect(agent, next_obs, run)
 
         # 2. Values, log pi_old and the old distribution for the whole batch in one pass:
         # the policy did not change during the rollout, so batching is exact and much cheaper.
-        b_obs, b_actions = obs.reshape(-1, obs_dim), actions.reshape(-1, act_dim)
+        b_obs, b_actions = rollout.flat_obs(), rollout.flat_actions()
         with torch.no_grad():
             b_log_probs, _, b_values, b_means, b_log_stds = agent.evaluate(b_obs, b_actions)
             # log_std is a view of the parameter, which Adam changes in place: keep a copy.
             b_log_stds = b_log_stds.clone()
             values = b_values.reshape(args.num_steps, args.num_envs)
-            final_values = agent.value(final_obs) if args.bootstrap_truncated else None
+            final_values = agent.value(rollout.final_obs) if args.bootstrap_truncated else None
             # --8<-- [start:advantages]
             # 3. Advantages by GAE (eqs. 11-12) and value targets R_t = A_t + V(s_t).
             advantages, returns = advantages_and_returns(
-                rewards, values, agent.value(next_obs), terminations, truncations,
-                final_values, args.gamma, args.gae_lambda,
+                rollout.rewards, values, agent.value(next_obs), rollout.terminations,
+                rollout.truncations, final_values, args.gamma, args.gae_lambda,
             )  # fmt: skip
             # --8<-- [end:advantages]
         batch = Batch(b_obs, b_actions, b_means, b_log_stds, advantages.reshape(-1),
@@ -357,11 +387,16 @@ def train(args: Args, run: Run, envs, agent: Agent, optimizer: torch.optim.Optim
         )
 
         # 5. Adaptive KL penalty: compare d = KL[pi_old || pi] over the batch with d_targ (section 4).
-        if args.objective == "adaptive_kl":
+        # Vanilla PG's adaptive step size (--algorithm vpg) follows the same d, the other way round.
+        if args.objective == "adaptive_kl" or args.lr_kl_target is not None:
             with torch.no_grad():
                 _, _, _, mean, log_std = agent.evaluate(b_obs, b_actions)
                 batch_kl = gaussian_kl(b_means, b_log_stds, mean, log_std).mean().item()
-            state.kl_beta = adapt_kl_beta(state.kl_beta, batch_kl, args.kl_target)
+            if args.objective == "adaptive_kl":
+                state.kl_beta = adapt_kl_beta(state.kl_beta, batch_kl, args.kl_target)
+            if args.lr_kl_target is not None:
+                lr = adapt_step_size(optimizer.param_groups[0]["lr"], batch_kl, args.lr_kl_target)
+                optimizer.param_groups[0]["lr"] = lr  # saved with the optimizer's state
         # --8<-- [end:update]
 
         # 6. Logging, with CleanRL's metric names.
@@ -375,7 +410,9 @@ def train(args: Args, run: Run, envs, agent: Agent, optimizer: torch.optim.Optim
 
 def resolve(args: Args, given_flags: Collection[str] = ()) -> Args:
     """The values ``--algorithm`` implies for the flags not given."""
-    return with_algorithm_defaults(args, {"a2c": A2C_CONTINUOUS}, given_flags)
+    return with_algorithm_defaults(
+        args, {"a2c": A2C_CONTINUOUS, "vpg": VPG_CONTINUOUS}, given_flags
+    )
 
 
 if __name__ == "__main__":

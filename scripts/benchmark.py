@@ -113,7 +113,6 @@ def plan(args: Args, preset: Preset, runs_dir: Path, record: Record | None = Non
     whose folder says it ended (finished or diverged) only needs recording; one with a checkpoint
     resumes; the rest are new.
     """
-    trainer = str(REPO / preset.trainer / "train.py")
     tracking = ["--track", "--wandb-project-name", args.wandb_project_name] if args.track else []
     if args.track and args.wandb_entity:
         tracking += ["--wandb-entity", args.wandb_entity]
@@ -129,7 +128,8 @@ def plan(args: Args, preset: Preset, runs_dir: Path, record: Record | None = Non
                     "--runs-dir", str(runs_dir), *preset.common_flags, *preset.variants[variant],
                     *shlex.split(args.extra), *tracking, *(["--wandb-group", variant] if args.track else []),
                 ]  # fmt: skip
-                run = Run(env_id, seed, variant, [sys.executable, trainer, *flags], "new", runs_dir)
+                script = str(preset.script(variant))
+                run = Run(env_id, seed, variant, [sys.executable, script, *flags], "new", runs_dir)
                 run_dir = run.run_dir()
                 if record is not None and (env_id, variant, seed) in record:
                     state = "recorded"
@@ -140,7 +140,7 @@ def plan(args: Args, preset: Preset, runs_dir: Path, record: Record | None = Non
                 else:
                     state = "new"
                 runs.append(
-                    Run(env_id, seed, variant, [sys.executable, trainer, *flags], state, runs_dir)
+                    Run(env_id, seed, variant, [sys.executable, script, *flags], state, runs_dir)
                 )
     return runs
 
@@ -294,8 +294,10 @@ def validate(args: Args) -> None:
             kind = "an Atari game" if is_atari else "not an Atari game"
             raise UsageError("--env-ids", f"{env_id!r} is {kind}; preset {args.preset!r} runs "
                              f"{preset.trainer}/train.py")  # fmt: skip
-    if args.batched and (preset.trainer != "ppo_continuous" or args.track):
-        raise UsageError("--batched", "runs continuous presets only, without --track")
+    if args.batched and (preset.trainer != "ppo_continuous" or args.track or not preset.batchable):
+        raise UsageError(
+            "--batched", "runs continuous PPO presets only (not TRPO or A2C), without --track"
+        )
     if args.workers < 1:
         raise UsageError("--workers", f"must be at least 1, got {args.workers}")
     try:

@@ -57,13 +57,38 @@ class Preset:
     common_flags: list[str] = field(default_factory=list)
     recorded: bool = False
     """finished runs go into the committed results record (docs/results/records/<preset>/)"""
+    scripts: dict[str, str] = field(default_factory=dict)
+    """a variant's script in the trainer's folder when it is not ``train.py`` (TRPO: ``trpo.py``)"""
+
+    def script(self, variant: str) -> Path:
+        return REPO / self.trainer / self.scripts.get(variant, "train.py")
+
+    @property
+    def batchable(self) -> bool:
+        """Every variant is PPO with other flags, which the batched runner can run."""
+        return not self.scripts and not any("--algorithm" in f for f in self.variants.values())
+
+
+# The paper's Figure 3 algorithms on the same tasks; PPO's setting is Table 1's clip_0.2. CEM is
+# not implemented yet (issue 15).
+FIGURE3_VARIANTS: dict[str, tuple[list[str], str]] = {
+    "clip_0.2": (["--objective", "clip", "--clip-coef", "0.2", "--no-clip-vloss"], "PPO (Clip)"),
+    "trpo": ([], "TRPO"),
+    "a2c": (["--algorithm", "a2c"], "A2C"),
+    "vpg_adaptive": (["--algorithm", "vpg"], "Vanilla PG, Adaptive"),
+}
+FIGURE3_SCRIPTS = {"trpo": "trpo.py"}
 
 
 def presets() -> dict[str, Preset]:
     table1 = {name: flags for name, (flags, _) in TABLE1_VARIANTS.items()}
+    figure3 = {name: flags for name, (flags, _) in FIGURE3_VARIANTS.items()}
     return {
         "paper-table1": Preset("ppo_continuous", MUJOCO_TABLE1, (1, 2, 3), table1,
                                ["--total-timesteps", "1000000", "--no-clip-vloss"], recorded=True),
+        "paper-figure3": Preset("ppo_continuous", MUJOCO_TABLE1, (1, 2, 3), figure3,
+                                ["--total-timesteps", "1000000"], recorded=True,
+                                scripts=FIGURE3_SCRIPTS),
         "paper-atari49": Preset(
             "ppo_atari", atari49_ids(), (1, 2, 3),
             {"ppo_table5": ["--update-epochs", "3", "--vf-coef", "2", "--anneal-clip", "--no-clip-vloss"]},

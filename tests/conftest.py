@@ -25,11 +25,12 @@ def run_trainer(
     cwd: Path | None = None,
     timeout: float = 600,
     env: dict | None = None,
+    script: str = "train.py",
 ) -> subprocess.CompletedProcess:
-    """``python <trainer>/train.py FLAGS`` in ``cwd``, output captured."""
+    """``python <trainer>/<script> FLAGS`` in ``cwd`` (``train.py`` by default), output captured."""
     full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env or {})}
     return subprocess.run(
-        [sys.executable, str(REPO / trainer / "train.py"), *flags],
+        [sys.executable, str(REPO / trainer / script), *flags],
         cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env,
     )  # fmt: skip
 

@@ -129,3 +129,35 @@ def test_a2c_learns_inverted_pendulum(tmp_path):
     first_10, last_10 = sum(returns[:10]) / 10, sum(returns[-10:]) / 10
     assert first_10 < 50, f"the untrained policy should be near random, got {first_10}"
     assert last_10 >= 500, f"mean of the last 10 episodes {last_10} (random policy: about 10)"
+
+
+def test_adapt_step_size_follows_the_kl():
+    from common.algorithms import adapt_step_size
+
+    assert adapt_step_size(1e-3, 0.05, 0.01) == pytest.approx(1e-3 / 1.5)  # moved too far
+    assert adapt_step_size(1e-3, 0.001, 0.01) == pytest.approx(1.5e-3)  # hardly moved
+    assert adapt_step_size(1e-3, 0.01, 0.01) == 1e-3  # near the target: kept
+
+
+def test_vpg_takes_one_step_per_batch_with_an_adapted_step_size(tmp_path):
+    """--algorithm vpg: one policy-gradient step per batch; the logged step size moves from its
+    start value by factors of 1.5 as the KL of each step asks."""
+    args = train.resolve(train.Args(algorithm="vpg"))
+    assert (args.update_epochs, args.num_minibatches, args.objective) == (1, 1, "none")
+    assert args.lr_kl_target == 0.01 and not args.anneal_lr
+    result = run_trainer(
+        "ppo_continuous", "--algorithm", "vpg", "--env-id", "Pendulum-v1", "--num-steps", "256",
+        "--total-timesteps", "2560", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path / "runs")
+    lrs = [v for _, v in scalars(run_dir)["charts/learning_rate"]]
+    assert len(set(round(v, 12) for v in lrs)) > 1  # adapted
+    for before, after in zip([3e-4, *lrs], lrs, strict=False):
+        assert (
+            after / before == pytest.approx(1.0)
+            or after / before == pytest.approx(1.5)
+            or (after / before == pytest.approx(1 / 1.5))
+        )
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["algorithm"] == "vpg"
