@@ -21,6 +21,7 @@ Algorithm = Literal["ppo", "a2c", "vpg"]  # the continuous trainer's
 AtariAlgorithm = Literal["ppo", "a2c"]
 OptimizerName = Literal["adam", "rmsprop"]
 
+# --8<-- [start:a2c_settings]
 # openai/baselines' A2C for Atari (baselines/a2c/a2c.py ``learn`` and ``run_atari``): 16 envs x 5
 # steps, lr 7e-4 annealed linearly, RMSprop alpha 0.99 eps 1e-5, entropy 0.01, value 0.5, gradient
 # clip 0.5, gamma 0.99, n-step returns (lambda 1).
@@ -44,6 +45,7 @@ A2C_CONTINUOUS: dict[str, Any] = {
     "save_every": 20_000,  # iterations of 5 steps: a checkpoint every 100k steps
     "log_every": 200,  # metrics every 1,000 steps
 }  # fmt: skip
+# --8<-- [end:a2c_settings]
 
 
 # Vanilla policy gradient with an adaptive step size, as the PPO paper's Figure 3 compares it: one
@@ -56,6 +58,7 @@ VPG_CONTINUOUS: dict[str, Any] = {
 }  # fmt: skip
 
 
+# --8<-- [start:adapt_step_size]
 def adapt_step_size(learning_rate: float, mean_kl: float, kl_target: float) -> float:
     """The step size after a batch whose update moved the policy by ``mean_kl``: divided by 1.5
     when d > 2 d_targ, multiplied by 1.5 when d < d_targ / 2, else kept (modular_rl's rule, by
@@ -65,6 +68,7 @@ def adapt_step_size(learning_rate: float, mean_kl: float, kl_target: float) -> f
     if mean_kl < kl_target / 2.0:
         return learning_rate * 1.5
     return learning_rate
+    # --8<-- [end:adapt_step_size]
 
 
 def with_algorithm_defaults(
