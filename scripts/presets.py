@@ -69,15 +69,16 @@ class Preset:
         return not self.scripts and not any("--algorithm" in f for f in self.variants.values())
 
 
-# The paper's Figure 3 algorithms on the same tasks; PPO's setting is Table 1's clip_0.2. CEM is
-# not implemented yet (issue 15).
+# The paper's Figure 3 algorithms on the same tasks; PPO's setting is Table 1's clip_0.2. A2C with
+# a trust region (ACKTR's "A2C + Trust Region") is not implemented.
 FIGURE3_VARIANTS: dict[str, tuple[list[str], str]] = {
     "clip_0.2": (["--objective", "clip", "--clip-coef", "0.2", "--no-clip-vloss"], "PPO (Clip)"),
     "trpo": ([], "TRPO"),
     "a2c": (["--algorithm", "a2c"], "A2C"),
     "vpg_adaptive": (["--algorithm", "vpg"], "Vanilla PG, Adaptive"),
+    "cem": ([], "CEM"),
 }
-FIGURE3_SCRIPTS = {"trpo": "trpo.py"}
+FIGURE3_SCRIPTS = {"trpo": "trpo.py", "cem": "cem.py"}
 
 
 def presets() -> dict[str, Preset]:
