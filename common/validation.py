@@ -1,4 +1,4 @@
-"""Every flag of both trainers checked once, before any env is built: a table of rules.
+"""Every flag of the trainers (PPO, TRPO, CEM) checked once, before any env is built: a table of rules.
 
 A bad value is refused as one line, ``error: --flag: must be ..., got ...``, exit code 2
 (``common.cli.parse_args``). A trainer's ``validate`` calls ``check_command_line`` and then checks
@@ -95,6 +95,30 @@ RULES: tuple[Rule, ...] = (
     Rule("rmsprop_alpha", "a number in [0, 1)", lambda v, a: 0.0 <= v < 1.0),
     Rule("save_every", "0 (only at the end) or a positive number of iterations", _not_negative),
     Rule("keep_checkpoints", "0 (keep all) or a positive number", _not_negative),
+    # TRPO (ppo_continuous/trpo.py)
+    Rule("max_kl", "a positive number", _positive),
+    Rule("cg_damping", "a positive number", _positive),
+    Rule("value_learning_rate", "a positive number", _positive),
+    Rule("cg_iters", "a positive integer", _positive),
+    Rule("backtrack_iters", "a positive integer", _positive),
+    Rule("value_epochs", "a positive integer", _positive),
+    Rule("value_minibatches", "a positive integer", _positive),
+    Rule("backtrack_coef", "a number in (0, 1)", lambda v, a: 0 < v < 1),
+    # CEM (ppo_continuous/cem.py)
+    Rule("elite_frac", "a number in (0, 1)", lambda v, a: 0 < v < 1),
+    Rule(
+        "population",
+        lambda a: f"at least 2 and a divisor of --num-steps {a.num_steps}",
+        lambda v, a: v >= 2 and a.num_steps % v == 0,
+    ),
+    Rule(
+        "elite_frac",
+        "large enough that --elite-frac times --population leaves at least one elite",
+        lambda v, a: round(v * a.population) >= 1,
+    ),
+    Rule("init_std", "0 or more", _not_negative),
+    Rule("extra_std", "0 or more", _not_negative),
+    Rule("extra_decay_iterations", "a positive integer", _positive),
 )
 
 

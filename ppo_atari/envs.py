@@ -48,10 +48,10 @@ class AtariSpec:
     full_action_space: bool
     max_num_frames_per_episode: int
 
-    @property
-    def paper_protocol(self) -> bool:
-        """``NoFrameskip-v4`` ids are the paper's; ``ALE/*-v5`` ids keep their own semantics."""
-        return self.env_id.endswith("NoFrameskip-v4")
+    def fire_on_life_loss(self, flag: bool | None) -> bool:
+        """``--fire-on-life-loss``, or its default for the id: on for the paper's ``NoFrameskip-v4``
+        ids, off for ``ALE/*-v5``, which keep their own semantics."""
+        return self.env_id.endswith("NoFrameskip-v4") if flag is None else flag
 
 
 def atari_spec(env_id: str) -> AtariSpec | None:
@@ -103,8 +103,7 @@ def make_atari_envs(
     ``fire_on_life_loss`` (default: on for the paper's ``NoFrameskip-v4`` ids, off for
     ``ALE/*-v5``) takes baselines' no-op, FIRE and action 2 after every lost life.
     """
-    if fire_on_life_loss is None:
-        fire_on_life_loss = spec.paper_protocol
+    fire_on_life_loss = spec.fire_on_life_loss(fire_on_life_loss)
     if render:
         envs = _gymnasium_vector_env(spec, num_envs, False, video_folder, fire_on_life_loss, True)
     elif backend == "ale_vector":

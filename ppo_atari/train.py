@@ -182,18 +182,11 @@ def summary_extra(args: Args, scores: dict) -> dict:
     """What summary.json adds for Atari: the backend, the precision and human-normalised scores."""
     return {
         "env_backend": args.env_backend,
-        "fire_on_life_loss": fire_on_life_loss(args),
+        "fire_on_life_loss": atari_spec(args.env_id).fire_on_life_loss(args.fire_on_life_loss),
         "precision": args.precision,
         "human_normalized_last_100": human_normalized_score(args.env_id, scores["mean_return_last_100"]),
         "human_normalized_all_training": human_normalized_score(args.env_id, scores["mean_return_all_training"]),
     }  # fmt: skip
-
-
-def fire_on_life_loss(args: Args) -> bool:
-    """The flag, or its default for the id: the paper's protocol for NoFrameskip-v4 ids."""
-    if args.fire_on_life_loss is not None:
-        return args.fire_on_life_loss
-    return atari_spec(args.env_id).paper_protocol
 
 
 def train(args: Args, run: Run, envs, agent: Agent, optimizer: torch.optim.Optimizer) -> None:

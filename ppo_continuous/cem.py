@@ -22,9 +22,8 @@ import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from common.args import RunArgs
-from common.cli import UsageError, flags_on_command_line, parse_args
+from common.cli import flags_on_command_line, parse_args
 from common.run import Run
-from common.validation import check_command_line
 from ppo_continuous import train
 
 TRAINER = "cem_continuous"  # the checkpoints' tag; ppo_continuous/evaluate.py plays them
@@ -66,23 +65,9 @@ class Args(RunArgs):
 
 
 def validate(args: Args) -> None:
-    """Refuse bad input before any work starts (one line, exit code 2)."""
-    check_command_line(args)
-    if args.resume:
-        return
-    if not 0 < args.elite_frac < 1:
-        raise UsageError("--elite-frac", f"must be in (0, 1), got {args.elite_frac}")
-    if args.population < 2 or args.num_steps % args.population:
-        raise UsageError(
-            "--population",
-            f"must be at least 2 and divide --num-steps {args.num_steps}, got {args.population}",
-        )
-    if round(args.elite_frac * args.population) < 1:
-        raise UsageError("--elite-frac", "times --population must leave at least one elite")
-    for name in ("init_std", "extra_std"):
-        if getattr(args, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')}", f"must be 0 or more, got {getattr(args, name)}")  # fmt: skip
-    train.validate(args)  # the env id: registered, not Atari, a Box action space
+    """Refuse bad input before any work starts (one line, exit code 2): every flag's rule in
+    ``common/validation.py``, then the env id as the PPO trainer checks it."""
+    train.validate(args)
 
 
 class SearchDistribution:
@@ -138,8 +123,7 @@ def main(args: Args, given_flags: Collection[str] = ()) -> None:
         args = run.args
         torch.set_num_threads(args.torch_threads)
         envs = train.make_envs(args, run.video_folder)
-        obs_dim = int(np.prod(envs.single_observation_space.shape))
-        agent = train.Agent(obs_dim, int(np.prod(envs.single_action_space.shape)))
+        agent = train.Agent.for_envs(envs)  # on the CPU, where the search distribution is
         search = SearchDistribution(parameters_to_vector(agent.actor_mean.parameters()), args.init_std)  # fmt: skip
         run.start(agent, search, envs, normalizers=train.normalizers(envs))
         learn(args, run, envs, agent, search)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
 import torch
 from gymnasium.error import DependencyNotInstalled
 
@@ -33,8 +32,7 @@ def evaluate(eval_args: EvalArgs) -> dict:
     stats = normalizers(envs)
     restore_normalizers(stats, ckpt.data)
     freeze_normalizers(envs)  # evaluation must not adapt the statistics it was trained with
-    obs_dim = int(np.prod(envs.single_observation_space.shape))
-    agent = Agent(obs_dim, int(np.prod(envs.single_action_space.shape))).to(device)
+    agent = Agent.for_envs(envs).to(device)
     agent.load_state_dict(ckpt.data["model"])
     agent.eval()
 

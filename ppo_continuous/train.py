@@ -178,6 +178,12 @@ def make_envs(
     )
 
 
+def env_dims(envs: gym.vector.VectorEnv) -> tuple[int, int]:
+    """(observation size, action size) of one env, flattened."""
+    shapes = envs.single_observation_space.shape, envs.single_action_space.shape
+    return int(np.prod(shapes[0])), int(np.prod(shapes[1]))
+
+
 def clip_10(x):
     """Normalised observations and rewards are clipped to +-10, as in ppo2's VecNormalize."""
     return np.clip(x, -10.0, 10.0)
@@ -218,6 +224,11 @@ class Agent(nn.Module):
         )  # fmt: skip
         self.actor_log_std = nn.Parameter(torch.zeros(act_dim))
 
+    @classmethod
+    def for_envs(cls, envs: gym.vector.VectorEnv) -> Agent:
+        """The network sized for the envs' (flattened) observations and actions."""
+        return cls(*env_dims(envs))
+
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(obs).squeeze(-1)
 
@@ -241,8 +252,7 @@ class Rollout:
         self.envs, self.device = envs, device
         self.num_steps, self.num_envs = args.num_steps, args.num_envs
         self.bootstrap_truncated = args.bootstrap_truncated
-        self.obs_dim = int(np.prod(envs.single_observation_space.shape))
-        self.act_dim = int(np.prod(envs.single_action_space.shape))
+        self.obs_dim, self.act_dim = env_dims(envs)
         shape = (args.num_steps, args.num_envs)
         self.obs = torch.zeros(shape + (self.obs_dim,), device=device)
         self.actions = torch.zeros(shape + (self.act_dim,), device=device)
@@ -335,9 +345,7 @@ def main(args: Args, given_flags: Collection[str] = ()) -> None:
         args, device = run.args, run.device  # a resumed run goes on with its saved flags
         torch.set_num_threads(args.torch_threads)
         envs = make_envs(args, run.video_folder)
-        obs_dim = int(np.prod(envs.single_observation_space.shape))
-        act_dim = int(np.prod(envs.single_action_space.shape))
-        agent = Agent(obs_dim, act_dim).to(device)
+        agent = Agent.for_envs(envs).to(device)
         optimizer = make_optimizer(
             args.optimizer, agent.parameters(), args.learning_rate, args.rmsprop_alpha, fused=True
         )

@@ -18,16 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from common.args import RunArgs
-from common.cli import UsageError, flags_on_command_line, parse_args
+from common.cli import flags_on_command_line, parse_args
 from common.distributions import gaussian_kl, gaussian_log_prob
 from common.gae import advantages_and_returns
 from common.losses import explained_variance, normalize_advantages
 from common.run import Run
-from common.validation import check_command_line
 from ppo_continuous import train
 
 TRAINER = "trpo_continuous"  # the checkpoints' tag; ppo_continuous/evaluate.py plays them
@@ -80,19 +78,9 @@ class Args(RunArgs):
 
 
 def validate(args: Args) -> None:
-    """Refuse bad input before any work starts (one line, exit code 2)."""
-    check_command_line(args)
-    if args.resume:
-        return
-    for name in ("max_kl", "cg_damping", "value_learning_rate"):
-        if not getattr(args, name) > 0:
-            raise UsageError(f"--{name.replace('_', '-')}", f"must be a positive number, got {getattr(args, name)}")  # fmt: skip
-    for name in ("cg_iters", "backtrack_iters", "value_epochs", "value_minibatches"):
-        if not getattr(args, name) >= 1:
-            raise UsageError(f"--{name.replace('_', '-')}", f"must be a positive integer, got {getattr(args, name)}")  # fmt: skip
-    if not 0 < args.backtrack_coef < 1:
-        raise UsageError("--backtrack-coef", f"must be in (0, 1), got {args.backtrack_coef}")
-    train.validate(args)  # the env id: registered, not Atari, a Box action space
+    """Refuse bad input before any work starts (one line, exit code 2): every flag's rule in
+    ``common/validation.py``, then the env id as the PPO trainer checks it."""
+    train.validate(args)
 
 
 # --8<-- [start:conjugate_gradient]
@@ -123,9 +111,10 @@ class Policy:
     def __init__(self, agent: train.Agent, obs: torch.Tensor, actions: torch.Tensor) -> None:
         self.agent, self.obs, self.actions = agent, obs, actions
         self.params = [*agent.actor_mean.parameters(), agent.actor_log_std]
-        with torch.no_grad():
-            log_prob, _, _, mean, log_std = agent.evaluate(obs, actions)
-        self.old_log_prob, self.old_mean, self.old_log_std = log_prob, mean, log_std.clone()
+        with torch.no_grad():  # pi_old; log_std is a view of the parameter set_flat overwrites
+            mean, log_std = self._distribution()
+            self.old_log_prob = gaussian_log_prob(actions, mean, log_std)
+        self.old_mean, self.old_log_std = mean, log_std.clone()
 
     def flat(self) -> torch.Tensor:
         return torch.cat([p.detach().reshape(-1) for p in self.params])
@@ -218,9 +207,7 @@ def main(args: Args, given_flags: Collection[str] = ()) -> None:
         args, device = run.args, run.device
         torch.set_num_threads(args.torch_threads)
         envs = train.make_envs(args, run.video_folder)
-        obs_dim = int(np.prod(envs.single_observation_space.shape))
-        act_dim = int(np.prod(envs.single_action_space.shape))
-        agent = train.Agent(obs_dim, act_dim).to(device)
+        agent = train.Agent.for_envs(envs).to(device)
         value_optimizer = torch.optim.Adam(agent.critic.parameters(), lr=args.value_learning_rate, eps=1e-5)  # fmt: skip
         run.start(agent, value_optimizer, envs, normalizers=train.normalizers(envs))
         learn(args, run, envs, agent, value_optimizer)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import only_run_dir, run_trainer, scalars
+from conftest import assert_usage_error, only_run_dir, run_trainer, scalars
 
 from ppo_continuous import cem
 
@@ -32,7 +32,7 @@ def test_refit_takes_the_mean_and_variance_of_the_elite_plus_extra_noise():
 )
 def test_bad_input_is_one_line_exit_2(flags, flag, tmp_path):
     result = run_trainer("ppo_continuous", *flags, cwd=tmp_path, script="cem.py")
-    assert result.returncode == 2
+    assert_usage_error(result, flag)
     assert result.stderr.startswith(f"error: {flag}:") and result.stderr.count("\n") == 1
 
 

@@ -150,7 +150,9 @@ def test_atari_id_in_the_continuous_trainer_names_the_atari_trainer(capsys, runs
 
 
 def test_every_rule_names_a_flag_of_a_trainer():
-    names = {f.name for module in TRAINERS.values() for f in fields(module.Args)}
+    from ppo_continuous import cem, trpo
+
+    names = {f.name for module in (*TRAINERS.values(), trpo, cem) for f in fields(module.Args)}
     assert {rule.name for rule in RULES} <= names
 
 
