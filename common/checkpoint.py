@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from common.cli import UsageError, exit_usage
+from common.distributed import World
 from common.episodes import EpisodeLog
 from common.files import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
 from common.runtime import code_version, host_description
@@ -187,6 +188,20 @@ def open_checkpoints(
     return args, None, None
 
 
+def require_same_world(ckpt: Checkpoint, ranks: int) -> None:
+    """A run resumes with as many ranks as it was saved with (each rank's envs and RNG go on)."""
+    saved = ckpt.data["run"].get("world_size", 1)
+    if saved != ranks:
+        launch = (
+            f"torchrun --nproc-per-node {saved} (or as many ranks in all)"
+            if saved > 1
+            else "python"
+        )
+        exit_usage(
+            f"--resume: the run was saved by {saved} rank(s) and is resumed by {ranks}; start it with {launch}"
+        )
+
+
 def check_init_from(ckpt: Checkpoint, env_id: str) -> None:
     """A warm start needs weights for the same env (the network's shapes depend on it)."""
     if ckpt.args["env_id"] != env_id:
@@ -246,6 +261,7 @@ class Saver:
         normalizers=None,
         keep: int = 3,
         stop: StopRequest | None = None,
+        world: World | None = None,
     ):
         self.folder = Path(run_dir) / "checkpoints"
         self.run_dir = Path(run_dir)
@@ -255,8 +271,10 @@ class Saver:
         self.keep = keep
         self.numbered = getattr(args, "numbered_checkpoints", True)  # False: latest.pt alone
         self.stop = stop if stop is not None else StopRequest()  # never requested unless installed
-        remove_stale_temporaries(self.folder)  # left by a kill during a save
-        remove_stale_temporaries(self.run_dir)
+        self.world = world or World()
+        if self.world.is_main:
+            remove_stale_temporaries(self.folder)  # left by a kill during a save
+            remove_stale_temporaries(self.run_dir)
         self.provenance = {"commit": code_version(), "host": host_description()}
 
     def after_iteration(self, iteration: int, final: bool) -> bool:
@@ -278,13 +296,9 @@ class Saver:
             "run": {
                 "global_step": run.global_step, "iteration": run.iteration, "wall_time": run.wall_time,
                 "kl_beta": run.kl_beta, "wandb_run_id": run.wandb_run_id, "episodes": run.episodes.state_dict(),
-                "anneal_anchor": list(run.anneal_anchor),
+                "anneal_anchor": list(run.anneal_anchor), "world_size": self.world.size,
             },
-            "normalizers": {
-                name: {"mean": torch.as_tensor(rms.mean), "var": torch.as_tensor(rms.var), "count": float(rms.count)}
-                for name, rms in self.normalizers.items()
-            },
-            "rng": rng_state(),
+            **self.rank_state(),
         }  # fmt: skip
 
     def save(self) -> Path:
@@ -294,8 +308,16 @@ class Saver:
         exists, a kill loses nothing before it, not the interval before as well. Without numbered
         checkpoints it is the only file.
         """
+        # Each rank's own RNG and normalisation statistics, so each resumes where it stood;
+        # rank 0 writes the file (the weights and the optimizer are the same on every rank).
+        ranks = self.world.gather(self.rank_state()) if self.world.distributed else None
+        if not self.world.is_main:
+            return self.folder / LATEST
+        state = self.state_dict()
+        if ranks is not None:
+            state["ranks"] = ranks
         buffer = io.BytesIO()
-        torch.save(self.state_dict(), buffer)
+        torch.save(state, buffer)
         blob = buffer.getvalue()
         atomic_write_bytes(self.folder / LATEST, blob)
         if not self.numbered:
@@ -306,11 +328,21 @@ class Saver:
             old.unlink(missing_ok=True)
         return path
 
+    def rank_state(self) -> dict[str, Any]:
+        """What differs between the ranks of one run: RNG states and env normalisation."""
+        normalizers = {
+            name: {"mean": torch.as_tensor(rms.mean), "var": torch.as_tensor(rms.var), "count": float(rms.count)}
+            for name, rms in self.normalizers.items()
+        }  # fmt: skip
+        return {"normalizers": normalizers, "rng": rng_state()}
+
     def restore(self, ckpt: Checkpoint | None, weights_only: bool) -> None:
         """Load a checkpoint: all of it for a resume, weights and normalisation for a warm start."""
         if ckpt is None:
             return
         data = ckpt.data
+        if not weights_only and "ranks" in data:  # this rank's own part of a multi-rank run
+            data = {**data, **data["ranks"][self.world.rank]}
         self.agent.load_state_dict(data["model"])
         restore_normalizers(self.normalizers, data)
         if weights_only:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import io
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -23,9 +24,21 @@ class UsageError(Exception):
 
 
 def exit_usage(message: str) -> NoReturn:
-    """Print one ``error:`` line to stderr and exit with code 2, the convention for bad usage."""
-    print(f"error: {message}", file=sys.stderr)
+    """Print one ``error:`` line to stderr and exit with code 2, the convention for bad usage.
+
+    Under ``torchrun`` every rank checks its input and exits, but only rank 0 prints the line;
+    the others wait a moment first, since torchrun kills every rank when the first one exits."""
+    if speaks():
+        print(f"error: {message}", file=sys.stderr, flush=True)
+    else:
+        time.sleep(2.0)
     raise SystemExit(2)
+
+
+def speaks() -> bool:
+    """Whether this process prints for the run: a plain process, or rank 0 of the ranks a launcher
+    (torchrun, srun) started; read from ``RANK``, so it holds before any process group exists."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def parse_args(

@@ -76,7 +76,9 @@ def end_lines(
         _scores_line(summary),
     ]
     if status == "stopped":
-        lines.append(f"  continue it:   python {train_script} --resume {run_dir}")
+        ranks = summary.get("ranks", 1)
+        launcher = f"torchrun --nproc-per-node {ranks}" if ranks > 1 else "python"
+        lines.append(f"  continue it:   {launcher} {train_script} --resume {run_dir}")
     lines.append(f"  curves:        tensorboard --logdir {Path(run_dir).parent}")
     if status != "diverged" or Path(run_dir, "checkpoints", "latest.pt").is_file():
         lines.append(f"  watch it play: python {trainer}/evaluate.py {run_dir}")

@@ -17,6 +17,9 @@ from typing import NoReturn
 import torch
 from torch import nn
 
+from common.cli import speaks
+from common.distributed import World
+
 EXIT_DIVERGED = 3
 """The exit code of a run stopped by divergence (2 is bad input, 0 a finished or stopped run)."""
 
@@ -52,14 +55,20 @@ def gradient_step(
     parameters: Iterable[torch.Tensor],
     max_grad_norm: float,
     step: int,
+    world: World | None = None,
 ) -> None:
-    """One step down ``loss``: backward, the global gradient-norm clip, the optimizer's step.
+    """One step down ``loss``: backward, the gradients' mean over the ranks (``world``, when a run
+    has several), the global gradient-norm clip, the optimizer's step.
 
     Raises ``Diverged`` (from ``clip_gradients``) before the optimizer steps when the loss or the
-    gradient norm is not finite, so no such update reaches the weights.
+    gradient norm is not finite, so no such update reaches the weights. A non-finite gradient on
+    one rank is non-finite on all after the mean, so all ranks stop at the same minibatch.
     """
+    parameters = list(parameters)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if world is not None:
+        world.average_gradients(parameters)
     clip_gradients(parameters, max_grad_norm, loss, step)
     optimizer.step()
 
@@ -72,6 +81,8 @@ def stop_diverged(err: Diverged, checkpoint_folder: str | Path) -> NoReturn:
         if latest.is_file()
         else "no checkpoint had been saved yet"
     )
+    if not speaks():  # every rank stops; rank 0 says why
+        raise SystemExit(EXIT_DIVERGED)
     print(
         f"diverged: {err}; stopped before the update, {kept}; try a smaller --learning-rate",
         file=sys.stderr,

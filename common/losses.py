@@ -8,13 +8,28 @@ from typing import Any
 
 import torch
 
+from common.distributed import World
 from common.objectives import Objective, policy_loss
 
 
 # --8<-- [start:normalize_advantages]
-def normalize_advantages(advantages: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Zero-mean, unit-std advantages within a minibatch (ppo2 and CleanRL do this; the paper is silent)."""
-    return (advantages - advantages.mean()) / (advantages.std() + eps)
+def normalize_advantages(
+    advantages: torch.Tensor, eps: float = 1e-8, world: World | None = None
+) -> torch.Tensor:
+    """Zero-mean, unit-std advantages within a minibatch (ppo2 and CleanRL do this; the paper is silent).
+
+    With several ranks (``world``) the minibatch is all ranks' minibatches together: the mean and
+    the (unbiased) std are theirs, as one process holding all of them would compute them.
+    """
+    if world is None or not world.distributed:
+        return (advantages - advantages.mean()) / (advantages.std() + eps)
+    a = advantages.double()
+    count, total, squares = world.sum_tensor(
+        torch.stack([a.new_tensor(a.numel()), a.sum(), a.square().sum()])
+    )
+    mean = total / count
+    std = ((squares - count * mean.square()) / (count - 1)).clamp_min(0).sqrt()
+    return ((advantages - mean) / (std + eps)).to(advantages.dtype)
     # --8<-- [end:normalize_advantages]
 
 
@@ -145,16 +160,20 @@ def minibatches(
     device: torch.device,
     log: LossLog,
     target_kl: float | None = None,
+    world: World | None = None,
 ) -> Iterator[torch.Tensor]:
     """Sample indices for K epochs of minibatch SGD (Algorithm 1), a new random split each epoch.
 
     With ``target_kl`` (CleanRL's option), the epochs stop early after one whose last minibatch
-    logged an ``approx_kl`` above it.
+    logged an ``approx_kl`` above it (its mean over the ranks, so all ranks stop together).
     """
     minibatch_size = batch_size // num_minibatches
     for _epoch in range(epochs):
         yield from torch.randperm(batch_size, device=device).split(minibatch_size)
-        if target_kl is not None and log.minibatches[-1]["approx_kl"] > target_kl:
+        if target_kl is None:
+            continue
+        last_kl = log.minibatches[-1]["approx_kl"]
+        if (world.mean(float(last_kl)) if world is not None else last_kl) > target_kl:
             return
 
 

@@ -18,6 +18,9 @@ progress bar; each iteration's step counters, SPS and wall time; and the teardow
 uploading that video, closing the tracker. A run whose loss or gradient stops being finite
 (``common.divergence.Diverged``) gets ``status: diverged`` and exits with code 3; its last good
 checkpoint is kept.
+
+Under ``torchrun`` each rank is a ``Run`` of its own envs (``common.distributed``): rank 0 alone
+prints, logs, checkpoints and writes the summary; the others send it their episodes each iteration.
 """
 
 from __future__ import annotations
@@ -29,13 +32,14 @@ from typing import Any
 
 import torch
 
-from common.checkpoint import RunState, Saver, StopRequest, open_checkpoints
-from common.cli import default_run_name
+from common.checkpoint import RunState, Saver, StopRequest, open_checkpoints, require_same_world
+from common.cli import default_run_name, exit_usage
 from common.console import announce_end, announce_start
+from common.distributed import join_world, launched_ranks, require_same_args
 from common.divergence import Diverged, stop_diverged
 from common.episodes import EpisodeLog, run_summary
-from common.runtime import pick_device, seed_everything
-from common.tracking import Progress, Tracker, VideoUploader, wandb_settings_from
+from common.runtime import seed_everything
+from common.tracking import Progress, SilentTracker, Tracker, VideoUploader, wandb_settings_from
 
 
 class Run:
@@ -49,16 +53,24 @@ class Run:
         summary_extra: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None,
         package: str | None = None,
         script: str | None = None,
+        ranks_supported: bool = True,
     ) -> None:
         """``given_flags``: the flags named on the command line (a resume refuses changed ones);
         ``summary_extra(args, scores)``: a trainer's own fields for ``summary.json``; ``package``
         and ``script``: the folder of its ``evaluate.py`` (default ``trainer``) and its own path
-        (default ``<package>/train.py``), for the commands printed at the end."""
+        (default ``<package>/train.py``), for the commands printed at the end;
+        ``ranks_supported``: False for a trainer that refuses to run as several ranks."""
+        if not ranks_supported and launched_ranks() > 1:
+            exit_usage(f"torchrun: {script or trainer} runs as one process; start it with python")
+        self.world = join_world(args.cuda)
+        require_same_args(self.world, args)
         self.args, self.resumed, self.warm_start = open_checkpoints(args, trainer, given_flags)
         args = self.args
+        if self.resumed:
+            require_same_world(self.resumed, self.world.size)
         self.trainer = trainer
         self.package, self.script = package or trainer, script
-        self.name = (
+        self.name = self.world.broadcast(  # rank 0's clock names the run
             self.resumed.run_name
             if self.resumed
             else default_run_name(args.env_id, args.exp_name, args.seed)
@@ -68,20 +80,32 @@ class Run:
             if self.resumed
             else f"{args.runs_dir}/{self.name}"
         )
-        self.video_folder = f"{self.dir}/videos" if args.capture_video else None
-        self.batch_size = args.num_envs * args.num_steps
-        self.num_iterations = max(1, args.total_timesteps // self.batch_size)
+        self.video_folder = (
+            f"{self.dir}/videos" if args.capture_video and self.world.is_main else None
+        )
+        self.batch_size = args.num_envs * args.num_steps  # this rank's; minibatches split it
+        self.total_envs = args.num_envs * self.world.size  # every rank's: the steps of one step
+        self.steps_per_iteration = self.batch_size * self.world.size
+        self.num_iterations = max(1, args.total_timesteps // self.steps_per_iteration)
+        # Env i of rank r is seeded seed + r * num_envs + i: no two envs of a run share a seed.
+        self.env_seed = args.seed + self.world.rank * args.num_envs
         self.log_every = getattr(args, "log_every", 1)
         self.state = RunState(kl_beta=getattr(args, "kl_beta", 1.0), episodes=EpisodeLog())
         self.summary_extra = summary_extra
         self.device = torch.device("cpu")
         self.stop = StopRequest()
+        self._unsent_episodes: list[tuple[float, int, int]] = []  # a rank's, for rank 0 to log
         self._started = False
 
     def __enter__(self) -> Run:
-        announce_start(self.dir, self.args.total_timesteps, self.batch_size, self.video_folder)
-        seed_everything(self.args.seed, self.args.torch_deterministic)
-        self.device = pick_device(self.args.cuda)
+        if self.world.is_main:
+            announce_start(
+                self.dir, self.args.total_timesteps, self.steps_per_iteration, self.video_folder
+            )
+        # Each rank draws its own actions (rank 0 as a plain process would); the weights are
+        # rank 0's, broadcast in ``start``.
+        seed_everything(self.args.seed + self.world.rank, self.args.torch_deterministic)
+        self.device = self.world.device
         return self
 
     def start(self, agent: torch.nn.Module, optimizer, envs, normalizers=None) -> None:
@@ -92,13 +116,21 @@ class Run:
         self.saver = Saver(
             self.dir, self.trainer, self.args, self.name, agent, optimizer, self.state,
             normalizers=normalizers, keep=self.args.keep_checkpoints, stop=self.stop,
+            world=self.world,
         )  # fmt: skip
         self.saver.restore(self.resumed or self.warm_start, weights_only=self.resumed is None)
-        settings = wandb_settings_from(self.args, self.state.wandb_run_id)
-        self.tracker = Tracker(self.dir, self.name, asdict(self.args), settings)
+        self.world.broadcast_parameters(agent)
+        if self.world.is_main:
+            settings = wandb_settings_from(self.args, self.state.wandb_run_id)
+            self.tracker = Tracker(self.dir, self.name, asdict(self.args), settings)
+        else:
+            self.tracker = SilentTracker()
         self.state.wandb_run_id = self.tracker.wandb_run_id
         self.videos = VideoUploader(f"{self.dir}/videos", self.tracker)
-        self.progress = Progress(self.num_iterations * self.batch_size, self.state.global_step)
+        self.progress = Progress(
+            self.num_iterations * self.steps_per_iteration, self.state.global_step,
+            shown=self.world.is_main,
+        )  # fmt: skip
         self._session_start = time.time()
         self._wall_before, self._start_step = self.state.wall_time, self.state.global_step
         self._started = True
@@ -109,6 +141,9 @@ class Run:
         for iteration in range(self.state.iteration + 1, self.num_iterations + 1):
             self._iteration_start, self._iteration = time.time(), iteration
             yield iteration
+            if self.world.distributed:
+                self._gather_episodes()
+                self.stop.requested = self.world.any(self.stop.requested)  # all stop together
             self.state.iteration = iteration
             self.state.wall_time = self._wall_before + time.time() - self._session_start
             if self.saver.after_iteration(iteration, final=iteration == self.num_iterations):
@@ -119,12 +154,28 @@ class Run:
         return time.time() - self._iteration_start
 
     def log_episode(self, episode_return: float, episode_length: int) -> None:
-        """A finished episode: into the run's scores and TensorBoard, at the current step."""
+        """A finished episode: into the run's scores and TensorBoard, at the current step (with
+        several ranks, at the end of the iteration, when rank 0 has every rank's)."""
+        if self.world.distributed:
+            self._unsent_episodes.append((episode_return, episode_length, self.state.global_step))
+            return
+        self._record_episode(episode_return, episode_length, self.state.global_step)
+
+    def _record_episode(self, episode_return: float, episode_length: int, step: int) -> None:
         self.state.episodes.add(episode_return, episode_length)
         self.tracker.log(
             {"charts/episodic_return": episode_return, "charts/episodic_length": episode_length},
-            self.state.global_step,
+            step,
         )
+
+    def _gather_episodes(self) -> None:
+        """Every rank's episodes of this iteration reach rank 0's log, rank by rank."""
+        gathered = self.world.gather(self._unsent_episodes)
+        self._unsent_episodes = []
+        if self.world.is_main:
+            for episodes in gathered:
+                for episode_return, episode_length, step in episodes:
+                    self._record_episode(float(episode_return), int(episode_length), step)
 
     @property
     def logs_this_iteration(self) -> bool:
@@ -134,7 +185,7 @@ class Run:
     def log_iteration(self, metrics: dict[str, float]) -> None:
         """The trainer's metrics with SPS and the iteration's seconds, on the iterations that
         ``logs_this_iteration``; the progress bar and any new video follow."""
-        if not self.logs_this_iteration:
+        if not self.logs_this_iteration or not self.world.is_main:
             return
         step = self.state.global_step
         sps = (step - self._start_step) / (time.time() - self._session_start)
@@ -146,12 +197,15 @@ class Run:
     def __exit__(self, exc_type, exc, traceback) -> bool:
         if not self._started:  # failed before it started: nothing to summarise
             self.stop.uninstall()
+            self.world.close(together=False)
             return False
         diverged = exc if isinstance(exc, Diverged) else None
         try:
             self._finish(diverged)
         finally:
             self.stop.uninstall()
+            # Every rank ends a finished, stopped or diverged run at the same point; a crash ends one.
+            self.world.close(together=exc is None or diverged is not None)
         if diverged:  # no update applied, no checkpoint written: the last good one stays
             stop_diverged(diverged, self.saver.folder)
         return False
@@ -162,16 +216,18 @@ class Run:
         summary = run_summary(
             env_id=args.env_id, exp_name=args.exp_name, seed=args.seed,
             objective=getattr(args, "objective", None),
-            global_step=state.global_step, total_timesteps=self.num_iterations * self.batch_size,
+            global_step=state.global_step, total_timesteps=self.num_iterations * self.steps_per_iteration,
             wall_time=state.wall_time, episodes=state.episodes,
             diverged_at_step=diverged.step if diverged else None,
             extra=self.summary_extra(args, state.episodes.scores()) if self.summary_extra else None,
             algorithm=getattr(args, "algorithm", "ppo"),
         )  # fmt: skip
-        self.saver.write_summary(summary)
-        self.tracker.set_summary(summary)
+        summary["ranks"] = self.world.size
         self.progress.close()
-        announce_end(summary, self.dir, self.package, self.tracker.wandb_sync_dir, self.script)
+        if self.world.is_main:
+            self.saver.write_summary(summary)
+            self.tracker.set_summary(summary)
+            announce_end(summary, self.dir, self.package, self.tracker.wandb_sync_dir, self.script)
         try:
             self.envs.close()  # RecordVideo writes the episode it is still recording
             self.videos.upload_new(state.global_step)

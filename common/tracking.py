@@ -189,13 +189,33 @@ class Tracker:
                 self.wandb_run = None
 
 
+class SilentTracker:
+    """What ranks other than 0 of a multi-rank run log to: nothing (rank 0 logs for all)."""
+
+    wandb_run_id = None
+    wandb_sync_dir = None
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        pass
+
+    def log_video(self, path: str | Path, step: int, fps: int = 30) -> None:
+        pass
+
+    def set_summary(self, summary: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class Progress:
     """A terminal progress bar over environment steps showing SPS and the latest return."""
 
-    def __init__(self, total_steps: int, initial: int = 0) -> None:
+    def __init__(self, total_steps: int, initial: int = 0, shown: bool = True) -> None:
         self.bar = tqdm(
-            total=total_steps, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr
-        )
+            total=total_steps, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr,
+            disable=not shown,
+        )  # fmt: skip
 
     def update(self, global_step: int, sps: float, last_return: float | None) -> None:
         self.bar.update(global_step - self.bar.n)

@@ -213,7 +213,7 @@ def train(args: Args, run: Run, envs, agent: Agent, optimizer: torch.optim.Optim
     final_values = torch.zeros(shape, device=device)  # V(final obs) of truncated games
 
     games = GameTracker(args.num_envs)
-    next_obs_np, info = envs.reset(seed=args.seed + state.iteration)
+    next_obs_np, info = envs.reset(seed=run.env_seed + state.iteration)
     games.reset(info)
     next_obs = torch.as_tensor(next_obs_np, device=device)
     # On a CPU, inference at batch num_envs gains nothing from more threads, and idle torch threads
@@ -238,7 +238,7 @@ def train(args: Args, run: Run, envs, agent: Agent, optimizer: torch.optim.Optim
         # 1. Run the policy pi_old for T steps in each of the N envs (Algorithm 1).
         torch.set_num_threads(rollout_threads)
         for step in range(args.num_steps):
-            state.global_step += args.num_envs
+            state.global_step += run.total_envs  # every rank's envs step together
             obs[step] = next_obs
             with torch.inference_mode(), autocast:
                 step_logits, values[step] = agent(next_obs)
@@ -279,26 +279,31 @@ def train(args: Args, run: Run, envs, agent: Agent, optimizer: torch.optim.Optim
         # 3. Optimise the surrogate (eq. 9) for K epochs of minibatch Adam.
         losses = LossLog()
         for mb in minibatches(run.batch_size, args.num_minibatches, args.update_epochs, device,
-                              losses, args.target_kl):  # fmt: skip
+                              losses, args.target_kl, run.world):  # fmt: skip
             with autocast:
                 new_logits, new_values = agent(b_obs[mb])
             mb_advantages = b_advantages[mb]
-            if args.norm_adv:  # per minibatch, as ppo2 and CleanRL (the paper does not say)
-                mb_advantages = normalize_advantages(mb_advantages)
+            if (
+                args.norm_adv
+            ):  # per minibatch (all ranks'), as ppo2 and CleanRL (the paper is silent)
+                mb_advantages = normalize_advantages(mb_advantages, world=run.world)
             loss, mb_stats = ppo_loss(
                 loss_config, old[mb], mb_advantages,
                 categorical_log_prob(new_logits, b_actions[mb]), new_values,
                 categorical_entropy(new_logits), categorical_kl(b_logits[mb], new_logits),
                 clip_coef=clip_coef, kl_beta=state.kl_beta,
             )  # fmt: skip
-            # backward, clip the gradient norm, Adam; Diverged (and no step) if not finite
-            gradient_step(optimizer, loss, agent.parameters(), args.max_grad_norm, state.global_step)  # fmt: skip
+            # backward, the mean gradient over the ranks, clip its norm, Adam; Diverged (and no
+            # step) if not finite
+            gradient_step(optimizer, loss, agent.parameters(), args.max_grad_norm, state.global_step,
+                          run.world)  # fmt: skip
             losses.add(mb_stats)
 
         # 4. Adaptive KL penalty: compare d = KL[pi_old || pi] over the batch with d_targ (section 4).
         if args.objective == "adaptive_kl":
             with torch.inference_mode(), autocast:
                 batch_kl = categorical_kl(b_logits, agent(b_obs)[0]).mean().item()
+            batch_kl = run.world.mean(batch_kl)  # over every rank's batch: all keep one beta
             state.kl_beta = adapt_kl_beta(state.kl_beta, batch_kl, args.kl_target)
 
         # 5. Logging, with CleanRL's metric names.

@@ -119,7 +119,8 @@ def score(agent: train.Agent, envs, steps: int, run: Run) -> float:
 
 
 def main(args: Args, given_flags: Collection[str] = ()) -> None:
-    with Run(args, TRAINER, given_flags, package="ppo_continuous", script="ppo_continuous/cem.py") as run:  # fmt: skip
+    with Run(args, TRAINER, given_flags, package="ppo_continuous", script="ppo_continuous/cem.py",
+             ranks_supported=False) as run:  # fmt: skip
         args = run.args
         torch.set_num_threads(args.torch_threads)
         envs = train.make_envs(args, run.video_folder)

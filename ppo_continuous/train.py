@@ -31,6 +31,7 @@ from common.algorithms import (
 )
 from common.args import RunArgs
 from common.cli import UsageError, flags_on_command_line, parse_args, require_registered_env
+from common.distributed import World
 from common.distributions import gaussian_entropy, gaussian_kl, gaussian_log_prob
 from common.divergence import gradient_step
 from common.gae import advantages_and_returns
@@ -269,7 +270,7 @@ class Rollout:
         """T steps of a ~ pi_old(.|s) in each env; finished episodes are logged. Returns s_T."""
         device = self.device
         for step in range(self.num_steps):
-            run.state.global_step += self.num_envs
+            run.state.global_step += run.total_envs  # every rank's envs step together
             self.obs[step] = next_obs
             with torch.no_grad():
                 action, _ = agent.act(next_obs)
@@ -316,24 +317,27 @@ def update(
     loss_config: LossConfig,
     kl_beta: float,
     global_step: int,
+    world: World | None = None,
 ) -> LossLog:
-    """K epochs of minibatch steps on eq. 9 (Algorithm 1's "optimise L wrt theta")."""
+    """K epochs of minibatch steps on eq. 9 (Algorithm 1's "optimise L wrt theta"); with several
+    ranks (``world``) each takes its minibatch of its own batch and they average the gradients."""
     losses = LossLog()
     for mb in minibatches(len(batch.advantages), args.num_minibatches, args.update_epochs,
-                          batch.obs.device, losses, args.target_kl):  # fmt: skip
+                          batch.obs.device, losses, args.target_kl, world):  # fmt: skip
         new_log_prob, entropy, new_values, mean, log_std = agent.evaluate(
             batch.obs[mb], batch.actions[mb]
         )
         advantages = batch.advantages[mb]
-        if args.norm_adv:  # per minibatch, as ppo2 and CleanRL (the paper does not say)
-            advantages = normalize_advantages(advantages)
+        if args.norm_adv:  # per minibatch (all ranks'), as ppo2 and CleanRL (the paper is silent)
+            advantages = normalize_advantages(advantages, world=world)
         kl = gaussian_kl(batch.means[mb], batch.log_stds[mb], mean, log_std)
         loss, mb_stats = ppo_loss(
             loss_config, batch.old[mb], advantages, new_log_prob, new_values, entropy, kl,
             clip_coef=args.clip_coef, kl_beta=kl_beta,
         )  # fmt: skip
-        # backward, clip the gradient norm, step; Diverged (and no step) if not finite
-        gradient_step(optimizer, loss, agent.parameters(), args.max_grad_norm, global_step)
+        # backward, the mean gradient over the ranks, clip its norm, step; Diverged (and no step)
+        # if not finite
+        gradient_step(optimizer, loss, agent.parameters(), args.max_grad_norm, global_step, world)
         losses.add(mb_stats)
     return losses
     # --8<-- [end:minibatch_update]
@@ -359,7 +363,7 @@ def train(args: Args, run: Run, envs, agent: Agent, optimizer: torch.optim.Optim
     loss_config = LossConfig.from_args(args)
 
     rollout = Rollout(args, envs, device)
-    next_obs = rollout.reset(args.seed + state.iteration)
+    next_obs = rollout.reset(run.env_seed + state.iteration)
     for iteration in run.iterations():
         if args.anneal_lr:
             optimizer.param_groups[0]["lr"] = linear_anneal(
@@ -391,7 +395,7 @@ def train(args: Args, run: Run, envs, agent: Agent, optimizer: torch.optim.Optim
         # --8<-- [start:update]
         # 4. Optimise the surrogate (eq. 9) for K epochs of minibatch Adam.
         losses = update(
-            agent, optimizer, batch, args, loss_config, state.kl_beta, state.global_step
+            agent, optimizer, batch, args, loss_config, state.kl_beta, state.global_step, run.world
         )
 
         # 5. Adaptive KL penalty: compare d = KL[pi_old || pi] over the batch with d_targ (section 4).
@@ -400,6 +404,7 @@ def train(args: Args, run: Run, envs, agent: Agent, optimizer: torch.optim.Optim
             with torch.no_grad():
                 _, _, _, mean, log_std = agent.evaluate(b_obs, b_actions)
                 batch_kl = gaussian_kl(b_means, b_log_stds, mean, log_std).mean().item()
+            batch_kl = run.world.mean(batch_kl)  # over every rank's batch: all decide alike
             if args.objective == "adaptive_kl":
                 state.kl_beta = adapt_kl_beta(state.kl_beta, batch_kl, args.kl_target)
             if args.lr_kl_target is not None:

@@ -202,7 +202,12 @@ def fit_value(agent: train.Agent, optimizer, obs, returns, args: Args) -> float:
 
 def main(args: Args, given_flags: Collection[str] = ()) -> None:
     with Run(
-        args, TRAINER, given_flags, package="ppo_continuous", script="ppo_continuous/trpo.py"
+        args,
+        TRAINER,
+        given_flags,
+        package="ppo_continuous",
+        script="ppo_continuous/trpo.py",
+        ranks_supported=False,
     ) as run:
         args, device = run.args, run.device
         torch.set_num_threads(args.torch_threads)

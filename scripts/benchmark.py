@@ -47,7 +47,7 @@ class Args:
     dry_run: bool = False
     """print the commands, run nothing"""
     record_dir: str | None = None
-    """the results record to add finished runs to and skip runs from (default: docs/results/records/<preset> for the paper presets without --extra)"""
+    """the results record to add finished runs to and skip runs from (default: docs/results/records/<preset> for the paper presets without --extra or --ranks)"""
     no_record: bool = False
     """keep no results record (the run folders alone say what is done)"""
     record_only: bool = False
@@ -63,6 +63,10 @@ class Args:
     """CPUs per run on SLURM"""
     timeout_min: int = 24 * 60
     """time limit per run, minutes"""
+    ranks: int = 1
+    """processes per run (torch.distributed; README "One run on several processes"): on SLURM, as
+    many tasks of one job, which submitit wires together (with --gpus-per-task GPUs each);
+    locally, torchrun --nproc-per-node RANKS"""
     array_parallelism: int = 64
     """runs of the job array running at once on SLURM"""
     # Tracking, passed through to every run (each variant is a W&B group)
@@ -116,6 +120,9 @@ def plan(args: Args, preset: Preset, runs_dir: Path, record: Record | None = Non
     tracking = ["--track", "--wandb-project-name", args.wandb_project_name] if args.track else []
     if args.track and args.wandb_entity:
         tracking += ["--wandb-entity", args.wandb_entity]
+    python = [sys.executable]
+    if args.ranks > 1 and not args.slurm_partition:  # on SLURM, each task is a rank
+        python += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.ranks}"]
     runs = []
     for variant in args.variants or tuple(preset.variants):
         for env_id in args.env_ids or preset.env_ids:
@@ -129,7 +136,7 @@ def plan(args: Args, preset: Preset, runs_dir: Path, record: Record | None = Non
                     *shlex.split(args.extra), *tracking, *(["--wandb-group", variant] if args.track else []),
                 ]  # fmt: skip
                 script = str(preset.script(variant))
-                run = Run(env_id, seed, variant, [sys.executable, script, *flags], "new", runs_dir)
+                run = Run(env_id, seed, variant, [*python, script, *flags], "new", runs_dir)
                 run_dir = run.run_dir()
                 if record is not None and (env_id, variant, seed) in record:
                     state = "recorded"
@@ -139,9 +146,7 @@ def plan(args: Args, preset: Preset, runs_dir: Path, record: Record | None = Non
                     state, flags = "resume", [*flags, "--resume", str(run_dir)]
                 else:
                     state = "new"
-                runs.append(
-                    Run(env_id, seed, variant, [sys.executable, script, *flags], state, runs_dir)
-                )
+                runs.append(Run(env_id, seed, variant, [*python, script, *flags], state, runs_dir))
     return runs
 
 
@@ -160,13 +165,26 @@ def record_run(record: Record | None, run: Run) -> None:
 
 
 class TrainerJob:
-    """What submitit runs: one trainer command, its output to a log file; returns the exit code."""
+    """What submitit runs: one trainer command, its output to a log file; returns the exit code.
 
-    def __init__(self, command: list[str], log_file: str) -> None:
-        self.command, self.log_file = command, log_file
+    With ``ranks`` > 1 on SLURM, each of the job's tasks runs it as one rank: submitit's
+    ``TorchDistributedEnvironment`` gives the trainer its rank, the world size and rank 0's
+    address; rank r > 0 writes its own log beside rank 0's."""
+
+    def __init__(self, command: list[str], log_file: str, ranks: int = 1) -> None:
+        self.command, self.log_file, self.ranks = command, log_file, ranks
 
     def __call__(self) -> int:
-        with open(self.log_file, "a") as log:
+        log_file = self.log_file
+        if self.ranks > 1:
+            import submitit
+
+            # cuda:{LOCAL_RANK} is chosen by the trainer, among the GPUs SLURM shows the task
+            world = submitit.helpers.TorchDistributedEnvironment()
+            world.export(set_cuda_visible_devices=False, overwrite=True)
+            if world.rank > 0:
+                log_file = log_file.replace("log.txt", f"rank{world.rank}.log.txt")
+        with open(log_file, "a") as log:
             log.write(f"$ {shlex.join(self.command)}\n")
             log.flush()
             return subprocess.run(
@@ -181,8 +199,8 @@ def make_executor(args: Args, log_dir: Path):
         executor = submitit.AutoExecutor(folder=str(log_dir / "submitit"), cluster="slurm")
         executor.update_parameters(
             slurm_partition=args.slurm_partition, timeout_min=args.timeout_min,
-            cpus_per_task=args.cpus_per_task, gpus_per_node=args.gpus_per_task or None,
-            slurm_array_parallelism=args.array_parallelism, tasks_per_node=1, nodes=1,
+            cpus_per_task=args.cpus_per_task, gpus_per_node=args.gpus_per_task * args.ranks or None,
+            slurm_array_parallelism=args.array_parallelism, tasks_per_node=args.ranks, nodes=1,
         )  # fmt: skip
     else:
         executor = submitit.AutoExecutor(folder=str(log_dir / "submitit"), cluster="local")
@@ -200,7 +218,9 @@ def launch(
     resumes it) or ``failed``.
     """
     executor = make_executor(args, log_dir)
-    jobs = [(run, TrainerJob(run.command, str(log_dir / f"{run_prefix(run.env_id, run.variant, run.seed)}log.txt")))
+    ranks_per_task = args.ranks if args.slurm_partition else 1  # locally, torchrun starts them
+    jobs = [(run, TrainerJob(run.command, str(log_dir / f"{run_prefix(run.env_id, run.variant, run.seed)}log.txt"),
+                             ranks_per_task))
             for run in runs]  # fmt: skip
     pending, running, results = list(jobs), [], []
     if args.slurm_partition:
@@ -265,8 +285,10 @@ def _in_squeue(job_id: str) -> bool:
 
 
 def _exit_code(handle) -> int:
+    """The job's exit code; for a job of several tasks (--ranks), the first that is not 0."""
     try:
-        return int(handle.result())
+        codes = [int(code) for code in handle.results()]
+        return next((code for code in codes if code != 0), 0)
     except Exception:  # noqa: BLE001 - the job itself died (killed, preempted, node failure)
         return -1
 
@@ -300,6 +322,12 @@ def validate(args: Args) -> None:
         )
     if args.workers < 1:
         raise UsageError("--workers", f"must be at least 1, got {args.workers}")
+    if args.ranks < 1:
+        raise UsageError("--ranks", f"must be at least 1, got {args.ranks}")
+    single_process = [v for v in args.variants or preset.variants if v in preset.scripts]
+    if args.ranks > 1 and (args.batched or single_process):
+        raise UsageError("--ranks", "runs train.py's runs only (PPO, A2C, VPG), not --batched, TRPO "
+                         f"or CEM ({', '.join(single_process) or '--batched'})")  # fmt: skip
     try:
         shlex.split(args.extra)
     except ValueError as err:
@@ -317,7 +345,7 @@ def open_record(args: Args, preset: Preset) -> Record | None:
     docs/results/records/ when it is a recorded preset run as defined (no ``--extra`` flags)."""
     if args.record_dir:
         return Record.load(args.record_dir)
-    if args.no_record or not preset.recorded or args.extra.strip():
+    if args.no_record or not preset.recorded or args.extra.strip() or args.ranks > 1:
         return None
     return Record.load(RECORDS / args.preset)
 

@@ -109,3 +109,19 @@ def test_failed_job_is_reported_with_its_log_tail(slurm, tmp_path):
     assert result.returncode == 1, result.stdout[-3000:]
     assert "FAILED (exit 2):" in result.stdout and "--env-id CartPole-v1" in result.stdout
     assert "Box (continuous)" in result.stdout  # the trainer's own error, from the job's log
+
+
+def test_two_rank_run_is_one_job_of_two_tasks(slurm, tmp_path):
+    """--ranks 2: one job whose two SLURM tasks are the ranks of one run (submitit wires them)."""
+    runs = tmp_path / "runs"
+    result = launch(slurm, "--preset", "smoke", "--env-ids", "Pendulum-v1", "--seeds", "1",
+                    "--ranks", "2", "--runs-dir", str(runs), cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "submitted a job array of 1 runs" in result.stdout
+    (run_dir,) = run_dirs(runs)
+    done = summary(run_dir)
+    assert done["finished"] and done["ranks"] == 2
+    assert done["global_step"] == 2048  # 2 iterations of 2 ranks x 512 steps
+    logs = runs / "logs"
+    assert (logs / "Pendulum-v1__clip_0.2__1__log.txt").read_text().count("run finished") == 1
+    assert (logs / "Pendulum-v1__clip_0.2__1__rank1.log.txt").is_file()  # rank 1 ran, silently
