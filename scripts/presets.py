@@ -79,11 +79,21 @@ FIGURE3_VARIANTS: dict[str, tuple[list[str], str]] = {
     "cem": ([], "CEM"),
 }
 FIGURE3_SCRIPTS = {"trpo": "trpo.py", "cem": "cem.py"}
+# smoke-figure3's flags on top of Figure 3's, so that each algorithm does several updates in 4,000
+# steps: smaller PPO, TRPO and VPG batches, CEM's population of 10 playing one Pendulum episode each.
+SMOKE_FIGURE3_FLAGS: dict[str, list[str]] = {
+    "clip_0.2": ["--num-steps", "1000", "--num-minibatches", "4", "--update-epochs", "2"],
+    "trpo": ["--num-steps", "1000"],
+    "a2c": [],
+    "vpg_adaptive": ["--num-steps", "1000"],
+    "cem": ["--num-steps", "2000", "--population", "10"],
+}
 
 
 def presets() -> dict[str, Preset]:
     table1 = {name: flags for name, (flags, _) in TABLE1_VARIANTS.items()}
     figure3 = {name: flags for name, (flags, _) in FIGURE3_VARIANTS.items()}
+    figure3_smoke = {name: [*flags, *SMOKE_FIGURE3_FLAGS[name]] for name, flags in figure3.items()}
     return {
         "paper-table1": Preset("ppo_continuous", MUJOCO_TABLE1, (1, 2, 3), table1,
                                ["--total-timesteps", "1000000", "--no-clip-vloss"], recorded=True),
@@ -101,6 +111,9 @@ def presets() -> dict[str, Preset]:
             ["--total-timesteps", "2048", "--num-steps", "512", "--num-minibatches", "4",
              "--update-epochs", "2", "--save-every", "1"],
         ),
+        # One short run of each Figure 3 algorithm, for report.py's Figure 3 (tests, try-outs).
+        "smoke-figure3": Preset("ppo_continuous", ("Pendulum-v1",), (1,), figure3_smoke,
+                                ["--total-timesteps", "4000"], scripts=FIGURE3_SCRIPTS),
     }  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""Reports of sweeps: the paper's Tables 1, 2 and 6 beside ours, rliable statistics, plots.
+"""Reports of sweeps: the paper's Tables 1, 2 and 6 and Figure 3 beside ours, rliable statistics, plots.
 
     python scripts/report.py                                   # docs/results/ from the committed records
     python scripts/report.py --runs-dir runs/sweep-smoke --out reports/smoke   # any sweep's run folders
@@ -8,8 +8,10 @@ written by ``benchmark.py``) and rewrites ``docs/results/<preset>.md`` and its p
 results pages are reproducible from what is on main. With ``--runs-dir`` it reads each run's
 summary.json and TensorBoard events instead and writes ``report.md`` to ``--out``. No network.
 
-The tables are computed in ``table1.py`` (MuJoCo, the paper's section 6.1) and
-``atari_tables.py`` (Tables 2 and 6, rliable); this file draws the plots and writes the pages.
+The tables are computed in ``table1.py`` (MuJoCo, the paper's section 6.1), ``figure3.py`` (PPO
+against TRPO, A2C, vanilla PG and CEM, drawn when a sweep ran those: the ``paper-figure3`` and
+``smoke-figure3`` presets) and ``atari_tables.py`` (Tables 2 and 6, rliable); this file draws the
+plots and writes the pages.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import figure3
 import numpy as np
 from atari_tables import atari_lines
 from presets import REPO, presets, variant_order
@@ -129,6 +132,28 @@ def smooth(values: list[float], window: int = 10) -> np.ndarray:
     return (sums[idx] - sums[start]) / (idx - start)
 
 
+def curves_by_env(rows: list[dict[str, Any]]) -> dict[str, dict[str, list]]:
+    """Env -> variant -> the (steps, returns) curve of each run that has one."""
+    by_env: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        curve = r.get("curve")
+        if curve and curve["steps"]:
+            by_env[r["env_id"]][r["variant"]].append((curve["steps"], curve["returns"]))
+    return by_env
+
+
+def mean_curve(ax, curves: list[tuple[list, list]], **style: Any):
+    """Draw the mean over seeds of the smoothed curves, on 100 steps up to the shortest run's end
+    (so every seed counts at every point), with the range over seeds shaded; returns the line."""
+    end = min(steps[-1] for steps, _ in curves)
+    grid = np.linspace(0, end, 100)
+    ys = np.array([np.interp(grid, steps, smooth(vals)) for steps, vals in curves])
+    (line,) = ax.plot(grid, ys.mean(axis=0), **style)
+    if len(ys) > 1:
+        ax.fill_between(grid, ys.min(axis=0), ys.max(axis=0), alpha=0.12, color=line.get_color())
+    return line
+
+
 def learning_curves(rows: list[dict[str, Any]], img_dir: Path) -> list[Path]:
     """One PNG per env: episodic return against steps, one line per variant (mean over seeds,
     with the range over seeds shaded)."""
@@ -137,24 +162,12 @@ def learning_curves(rows: list[dict[str, Any]], img_dir: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    by_env: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        curve = r.get("curve")
-        if curve and curve["steps"]:
-            by_env[r["env_id"]][r["variant"]].append((curve["steps"], curve["returns"]))
     paths = []
-    for env_id, variants in sorted(by_env.items()):
+    for env_id, variants in sorted(curves_by_env(rows).items()):
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for variant in sorted(variants, key=lambda v: (variant_order(v), v)):
             curves = variants[variant]
-            end = min(steps[-1] for steps, _ in curves)
-            grid = np.linspace(0, end, 100)
-            ys = np.array([np.interp(grid, steps, smooth(vals)) for steps, vals in curves])
-            (line,) = ax.plot(grid, ys.mean(axis=0), label=f"{variant} (n={len(ys)})", linewidth=1)
-            if len(ys) > 1:
-                ax.fill_between(
-                    grid, ys.min(axis=0), ys.max(axis=0), alpha=0.12, color=line.get_color()
-                )
+            mean_curve(ax, curves, label=f"{variant} (n={len(curves)})", linewidth=1)
         ax.set(title=env_id, xlabel="environment steps", ylabel="episodic return")
         ax.legend(fontsize=6, ncol=2)
         fig.tight_layout()
@@ -163,6 +176,62 @@ def learning_curves(rows: list[dict[str, Any]], img_dir: Path) -> list[Path]:
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def figure3_grid(tasks: int, columns: int = 4):
+    """A figure of one panel per task in rows of ``columns``: (figure, panels, spare cells).
+
+    The spare cells of the last row are blank; the first holds the legend, as in the paper."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(tasks, columns)
+    grid_rows = -(-tasks // cols)
+    fig, axes = plt.subplots(grid_rows, cols, figsize=(3.2 * cols, 2.6 * grid_rows), squeeze=False)
+    cells = list(axes.flat)
+    for ax in cells[tasks:]:
+        ax.axis("off")
+    return fig, cells[:tasks], cells[tasks:]
+
+
+def figure3_figure(rows: list[dict[str, Any]]):
+    """The paper's Figure 3: a panel per task, a curve per algorithm (mean over seeds, range
+    shaded), each algorithm in one colour throughout; returns (figure, panels)."""
+    variants = figure3.algorithms(rows)
+    by_env = curves_by_env(rows)
+    fig, panels, spare = figure3_grid(len(by_env))
+    for ax, (env_id, curves) in zip(panels, sorted(by_env.items()), strict=True):
+        for i, variant in enumerate(variants):
+            if curves.get(variant):
+                label = figure3.algorithm_label(variant)
+                mean_curve(ax, curves[variant], label=label, color=f"C{i}", linewidth=1)
+        ax.set_title(env_id, fontsize=9)
+        ax.set_xlabel("environment steps", fontsize=7)
+        ax.set_ylabel("episodic return", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.xaxis.get_offset_text().set_fontsize(6)
+    drawn = {line.get_label(): line for ax in panels for line in ax.get_lines()}
+    labels = [figure3.algorithm_label(v) for v in variants if figure3.algorithm_label(v) in drawn]
+    legend_at = spare[0] if spare else panels[-1]
+    legend_at.legend([drawn[label] for label in labels], labels, fontsize=7,
+                     loc="center" if spare else "best")  # fmt: skip
+    fig.tight_layout()
+    return fig, panels
+
+
+def figure3_plot(rows: list[dict[str, Any]], img_dir: Path) -> list[Path]:
+    """figure3.png in ``img_dir`` from the rows' curves (none when no run has a curve)."""
+    import matplotlib.pyplot as plt
+
+    if not curves_by_env(rows):
+        return []
+    fig, _ = figure3_figure(rows)
+    path = img_dir / "figure3.png"
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return [path]
 
 
 def rliable_plots(scores: dict[str, np.ndarray], aggregates: dict, out: Path) -> list[Path]:
@@ -223,11 +292,15 @@ def write_page(
              f"{len(rows)} runs ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}); "
              f"{len(atari)} Atari, {len(mujoco)} other.", ""]  # fmt: skip
     lines += runs_lines(rows)
-    plots = learning_curves(rows, img_dir)
-    if mujoco:
-        random_scores = random_scores_for(sorted({r["env_id"] for r in mujoco}), args.random_scores)
+    table, figure = figure3.split_rows(mujoco)
+    plots = figure3_plot(figure, img_dir) + learning_curves(rows, img_dir)
+    if table:
+        random_scores = random_scores_for(sorted({r["env_id"] for r in table}), args.random_scores)
         lines += ["## Table 1: surrogate objectives on MuJoCo (normalised score)", ""]
-        lines += table1_lines(mujoco, random_scores, expected_runs)
+        lines += table1_lines(table, random_scores, expected_runs)
+    if figure:
+        lines += ["## Figure 3: PPO against the comparison algorithms (final scores)", ""]
+        lines += figure3.figure3_lines(figure, expected_runs)
     if atari:
         import matplotlib
 

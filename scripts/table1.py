@@ -37,17 +37,24 @@ def scored(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if r.get(METRIC) is not None and np.isfinite(r[METRIC])]
 
 
+def runs_by_env(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
+    """Env -> variant -> the raw score of each of its runs, in seed order: what Table 1 normalises
+    and Figure 3 (``figure3.py``) tabulates."""
+    by_env: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in sorted(scored(rows), key=lambda r: r["seed"]):
+        by_env[r["env_id"]][r["variant"]].append(r[METRIC])
+    return {env_id: dict(variants) for env_id, variants in by_env.items()}
+
+
 def normalized_runs(
     rows: list[dict[str, Any]], random_scores: dict[str, float]
 ) -> dict[str, dict[str, list[float]]]:
     """Variant -> env -> the normalised score of each of its runs (envs without a random score
     are left out). Per env, 1 is the best variant's mean over seeds and 0 the random policy."""
-    by_env: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in sorted(scored(rows), key=lambda r: r["seed"]):
-        if r["env_id"] in random_scores:
-            by_env[r["env_id"]][r["variant"]].append(r[METRIC])
     result: dict[str, dict[str, list[float]]] = defaultdict(dict)
-    for env_id, variants in by_env.items():
+    for env_id, variants in runs_by_env(rows).items():
+        if env_id not in random_scores:
+            continue
         best = max(np.mean(scores) for scores in variants.values())
         low = random_scores[env_id]
         scale = best - low if best != low else 1.0
@@ -148,10 +155,11 @@ def table1_lines(
         lines.append(f"| {v} | " + " | ".join(fmt(ours[v]["per_env"].get(e)) for e in envs) + " |")
     lines += ["", "Raw scores (mean over seeds of the last-100 return):", "",
               "| setting | " + " | ".join(envs) + " |", "|---" * (len(envs) + 1) + "|"]  # fmt: skip
+    raw = runs_by_env(rows)
     for v in variants:
         cells = []
         for e in envs:
-            values = [r[METRIC] for r in scored(rows) if r["variant"] == v and r["env_id"] == e]
+            values = raw.get(e, {}).get(v, [])
             cells.append(f"{np.mean(values):.1f} (n={len(values)})" if values else "n/a")
         lines.append(f"| {v} | " + " | ".join(cells) + " |")
     lines += ["", "Random-policy scores (the 0): " + ", ".join(
