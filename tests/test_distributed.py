@@ -57,12 +57,19 @@ def test_two_ranks_take_the_step_one_process_takes_on_all_their_envs(tmp_path):
     assert max((alone[n] - single[n]).abs().max().item() for n in single) > 1e-3
 
 
-def test_two_rank_continuous_run_is_one_run_with_every_ranks_episodes(tmp_path):
+def two_rank_pendulum_run(
+    tmp_path: Path, iterations: int
+) -> tuple[subprocess.CompletedProcess, Path]:
+    """A finished 2-rank Pendulum run of ``iterations``: the torchrun result and the run folder."""
     runs = tmp_path / "runs"
-    done = torchrun("ppo_continuous/train.py", *PENDULUM, "--total-timesteps", str(3 * GLOBAL_BATCH),
+    done = torchrun("ppo_continuous/train.py", *PENDULUM, "--total-timesteps", str(iterations * GLOBAL_BATCH),
                     "--runs-dir", str(runs), cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    run_dir = only_run_dir(runs)
+    return done, only_run_dir(runs)
+
+
+def test_two_rank_continuous_run_is_one_run_with_every_ranks_episodes(tmp_path):
+    done, run_dir = two_rank_pendulum_run(tmp_path, iterations=3)
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1  # rank 0 alone logs
     result = summary(run_dir)
     assert result["ranks"] == 2 and result["status"] == "finished"
@@ -85,11 +92,7 @@ def test_two_rank_atari_run_is_one_run(tmp_path):
 
 
 def test_two_rank_run_resumes_under_two_ranks_only(tmp_path):
-    runs = tmp_path / "runs"
-    first = torchrun("ppo_continuous/train.py", *PENDULUM, "--total-timesteps", str(2 * GLOBAL_BATCH),
-                     "--runs-dir", str(runs), cwd=tmp_path)  # fmt: skip
-    assert first.returncode == 0, first.stderr[-3000:]
-    run_dir = only_run_dir(runs)
+    _, run_dir = two_rank_pendulum_run(tmp_path, iterations=2)
     saved = load_checkpoint(run_dir).data
     assert saved["run"]["world_size"] == 2 and len(saved["ranks"]) == 2
     # Each rank's RNG is its own (ranks draw different actions), and saved as such.
