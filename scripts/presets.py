@@ -59,6 +59,8 @@ class Preset:
     """finished runs go into the committed results record (docs/results/records/<preset>/)"""
     scripts: dict[str, str] = field(default_factory=dict)
     """a variant's script in the trainer's folder when it is not ``train.py`` (TRPO: ``trpo.py``)"""
+    reported_with: str | None = None
+    """the preset whose results page also shows this preset's record (it has no page of its own)"""
 
     def script(self, variant: str) -> Path:
         return REPO / self.trainer / self.scripts.get(variant, "train.py")
@@ -104,6 +106,13 @@ def presets() -> dict[str, Preset]:
             "ppo_atari", atari49_ids(), (1, 2, 3),
             {"ppo_table5": ["--update-epochs", "3", "--vf-coef", "2", "--anneal-clip", "--no-clip-vloss"]},
             ["--total-timesteps", "10000000"], recorded=True,
+        ),
+        # Our A2C on the same games, seeds and steps, for Table 2's count on both metrics (the paper
+        # publishes per-game A2C values for one only). Its own preset, so paper-atari49 stays 147 PPO
+        # runs; report.py shows its record on paper-atari49's page.
+        "paper-atari49-a2c": Preset(
+            "ppo_atari", atari49_ids(), (1, 2, 3), {"a2c": ["--algorithm", "a2c"]},
+            ["--total-timesteps", "10000000"], recorded=True, reported_with="paper-atari49",
         ),
         "smoke": Preset(
             "ppo_continuous", ("Pendulum-v1", "InvertedPendulum-v5"), (1, 2),

@@ -343,19 +343,34 @@ def main(args: Args) -> None:
             publish_to_wandb(args, runs_dir.name, out, rows, plots)
         return
     out = Path(args.out) if args.out else RESULTS
-    known = presets()
-    for folder in sorted(Path(args.record_dir).glob("*/runs.csv")):
-        preset = folder.parent.name
-        rows = Record.load(folder.parent).results()
-        expected = None
-        if preset in known:
-            p = known[preset]
-            expected = len(p.env_ids) * len(p.seeds) * len(p.variants)
+    for preset, records in pages_of_records(Path(args.record_dir)).items():
+        rows = [row for folder in records for row in Record.load(folder).results()]
+        expected = expected_runs([folder.name for folder in records])
         plots = write_page(
             rows, args, f"Results: {preset}", out / f"{preset}.md", out / "img" / preset, expected
         )
         if args.wandb:
             publish_to_wandb(args, preset, out, rows, plots, page=out / f"{preset}.md")
+
+
+def pages_of_records(record_dir: Path) -> dict[str, list[Path]]:
+    """Results page (a preset's name) -> the record folders it shows: a preset's own, and those
+    of presets reported with it (paper-atari49-a2c's on paper-atari49's page)."""
+    known = presets()
+    pages: dict[str, list[Path]] = defaultdict(list)
+    for runs in sorted(record_dir.glob("*/runs.csv")):
+        preset = runs.parent.name
+        page = known[preset].reported_with if preset in known else None
+        pages[page or preset].append(runs.parent)
+    return dict(sorted(pages.items()))
+
+
+def expected_runs(names: list[str]) -> int | None:
+    """The runs the presets plan in all (None when one is not a known preset)."""
+    known = presets()
+    if not all(name in known for name in names):
+        return None
+    return sum(len(p.env_ids) * len(p.seeds) * len(p.variants) for p in map(known.get, names))
 
 
 def publish_to_wandb(
