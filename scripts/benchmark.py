@@ -33,7 +33,7 @@ from common.cli import UsageError, parse_args, require_choice, require_registere
 @dataclass
 class Args:
     preset: str = "smoke"
-    """paper-table1 (7 MuJoCo tasks x 11 objectives x 3 seeds), paper-atari49 (49 games x 3 seeds), smoke"""
+    """paper-table1 (7 MuJoCo tasks x 11 objectives x 3 seeds), paper-figure3 (7 tasks x 5 algorithms x 3 seeds), paper-atari49 (49 games x 3 seeds), paper-atari49-a2c (the same with our A2C), smoke, smoke-figure3"""
     env_ids: tuple[str, ...] = ()
     """only these env ids of the preset (default: all)"""
     seeds: tuple[int, ...] = ()
