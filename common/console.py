@@ -19,17 +19,22 @@ def planned_steps(total_timesteps: int, batch_size: int) -> int:
 
 
 def announce_start(
-    run_dir: str | Path, total_timesteps: int, batch_size: int, videos: str | Path | None
+    run_dir: str | Path,
+    total_timesteps: int,
+    batch_size: int,
+    videos: str | Path | None,
+    ranks: int = 1,
 ) -> None:
     """One line naming the run folder (and the videos folder); one more when the last partial
-    batch of ``--total-timesteps`` will not run."""
+    batch of ``--total-timesteps`` will not run (``batch_size``: all ``ranks``' together)."""
     video_note = f" (videos in {videos})" if videos else ""
     print(f"run folder: {run_dir}{video_note}", flush=True)
     steps = planned_steps(total_timesteps, batch_size)
     if steps != total_timesteps:
+        batch = "num_envs * num_steps" if ranks == 1 else f"{ranks} ranks * num_envs * num_steps"
         print(
             f"--total-timesteps {total_timesteps} is not a multiple of the batch "
-            f"(num_envs * num_steps = {batch_size}): running {steps // batch_size} "
+            f"({batch} = {batch_size}): running {steps // batch_size} "
             f"iterations, {steps} steps",
             flush=True,
         )

@@ -61,14 +61,15 @@ def gradient_step(
     has several), the global gradient-norm clip, the optimizer's step.
 
     Raises ``Diverged`` (from ``clip_gradients``) before the optimizer steps when the loss or the
-    gradient norm is not finite, so no such update reaches the weights. A non-finite gradient on
-    one rank is non-finite on all after the mean, so all ranks stop at the same minibatch.
+    gradient norm is not finite, so no such update reaches the weights. A non-finite loss or
+    gradient on one rank is non-finite on all after the mean, so all ranks stop at the same
+    minibatch.
     """
     parameters = list(parameters)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    if world is not None:
-        world.average_gradients(parameters)
+    if world is not None:  # the mean over the ranks, of the gradients and of the loss
+        loss = world.average_gradients(parameters, loss)
     clip_gradients(parameters, max_grad_norm, loss, step)
     optimizer.step()
 

@@ -100,8 +100,9 @@ class Run:
     def __enter__(self) -> Run:
         if self.world.is_main:
             announce_start(
-                self.dir, self.args.total_timesteps, self.steps_per_iteration, self.video_folder
-            )
+                self.dir, self.args.total_timesteps, self.steps_per_iteration, self.video_folder,
+                self.world.size,
+            )  # fmt: skip
         # Each rank draws its own actions (rank 0 as a plain process would); the weights are
         # rank 0's, broadcast in ``start``.
         seed_everything(self.args.seed + self.world.rank, self.args.torch_deterministic)

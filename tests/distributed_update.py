@@ -3,6 +3,7 @@
     python -m torch.distributed.run --standalone --nproc-per-node 2 tests/distributed_update.py ranks OUT
     python tests/distributed_update.py single OUT          # the same update on all 8 envs at once
     python tests/distributed_update.py rank0_alone OUT     # rank 0's half, no averaging (a control)
+    torchrun ... tests/distributed_update.py nan_loss_on_rank1 OUT   # do both ranks stop?
 
 The batch is 16 steps of 8 envs, fixed by a seed. As ranks, rank r holds envs 4r..4r+3 and takes
 minibatch m of its own batch from a fixed partition; as one process, minibatch m is the union of
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ppo_continuous.train as trainer  # noqa: E402
 from common.distributed import join_world  # noqa: E402
+from common.divergence import Diverged, gradient_step  # noqa: E402
 from common.losses import LossConfig, OldPolicy  # noqa: E402
 
 STEPS, ENVS, RANKS, OBS, ACT = 16, 8, 2, 3, 1
@@ -76,6 +78,25 @@ def update(batch: trainer.Batch, minibatches: list[torch.Tensor], world=None) ->
     return agent
 
 
+def stopped_together(out: str) -> None:
+    """Rank 1's loss alone is NaN (a constant term: its gradients stay finite); each rank writes
+    to OUT.rank<r> what ``gradient_step`` did: both must raise ``Diverged`` at that step."""
+    world = join_world(cuda=False)
+    torch.manual_seed(0)
+    agent = trainer.Agent(OBS, ACT)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=1e-3)
+    loss = agent.value(torch.randn(8, OBS)).pow(2).mean()
+    if world.rank == 1:
+        loss = loss + torch.tensor(float("nan"))
+    try:
+        gradient_step(optimizer, loss, agent.parameters(), 0.5, 7, world)
+        outcome = "stepped"
+    except Diverged as err:
+        outcome = f"diverged: {err}"
+    Path(f"{out}.rank{world.rank}").write_text(outcome)
+    world.close()
+
+
 def main(mode: str, out: str) -> None:
     torch.set_num_threads(1)
     parts = full_batch()
@@ -93,6 +114,9 @@ def main(mode: str, out: str) -> None:
             world.close()
         if rank != 0:
             return
+    elif mode == "nan_loss_on_rank1":
+        stopped_together(out)
+        return
     else:
         raise SystemExit(f"unknown mode {mode}")
     torch.save(agent.state_dict(), out)

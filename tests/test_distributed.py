@@ -68,6 +68,18 @@ def two_rank_pendulum_run(
     return done, only_run_dir(runs)
 
 
+def test_a_non_finite_loss_on_one_rank_stops_both_at_the_same_step(tmp_path):
+    out = tmp_path / "outcome"
+    done = torchrun(
+        "tests/distributed_update.py", "nan_loss_on_rank1", str(out), cwd=tmp_path, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for rank in (0, 1):
+        assert (
+            tmp_path / f"outcome.rank{rank}"
+        ).read_text() == "diverged: the loss is nan at step 7"
+
+
 def test_two_rank_continuous_run_is_one_run_with_every_ranks_episodes(tmp_path):
     done, run_dir = two_rank_pendulum_run(tmp_path, iterations=3)
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1  # rank 0 alone logs
