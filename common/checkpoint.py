@@ -355,7 +355,8 @@ class Saver:
         self.run.episodes.load_state_dict(saved_run["episodes"])
         self.run.anneal_anchor = continue_anneal(
             tuple(saved_run.get("anneal_anchor", (1, 1.0))), self.run.iteration,
-            num_iterations(data["args"]), num_iterations(asdict(self.args)),
+            num_iterations(data["args"], self.world.size),
+            num_iterations(asdict(self.args), self.world.size),
         )  # fmt: skip
         set_rng_state(data["rng"])
 
@@ -402,9 +403,10 @@ def pooled_statistics(stats: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarr
     return mean, var, float(total)
 
 
-def num_iterations(args: dict[str, Any]) -> int:
-    """Iterations of a run: ``total_timesteps`` in batches of ``num_envs * num_steps``."""
-    return max(1, args["total_timesteps"] // (args["num_envs"] * args["num_steps"]))
+def num_iterations(args: dict[str, Any], ranks: int = 1) -> int:
+    """Iterations of a run: ``total_timesteps`` in batches of ``num_envs * num_steps`` on each of
+    ``ranks`` ranks (a resume has as many as the run it continues)."""
+    return max(1, args["total_timesteps"] // (ranks * args["num_envs"] * args["num_steps"]))
 
 
 def continue_anneal(

@@ -122,6 +122,11 @@ def test_two_rank_run_resumes_under_two_ranks_only(tmp_path):
     assert result["status"] == "finished" and result["global_step"] == 4 * GLOBAL_BATCH
     assert result["episodes"] == 4 * (4 * 128 // PENDULUM_EPISODE)  # 2 per env, none lost
     assert load_checkpoint(run_dir).data["run"]["iteration"] == 4
+    # The annealed step size goes on smoothly from iteration 2 of 2 (alpha 1/2) to 0 after
+    # iteration 4: alpha 1/3 at iteration 3 (counting iterations of both ranks' batch).
+    learning_rates = dict(scalars(run_dir)["charts/learning_rate"])
+    assert learning_rates[2 * GLOBAL_BATCH] == pytest.approx(3e-4 / 2)
+    assert learning_rates[3 * GLOBAL_BATCH] == pytest.approx(3e-4 / 3)
 
 
 def rank_pid(marker: str, rank: int) -> int | None:
