@@ -277,12 +277,14 @@ class Saver:
             remove_stale_temporaries(self.run_dir)
         self.provenance = {"commit": code_version(), "host": host_description()}
 
-    def after_iteration(self, iteration: int, final: bool) -> bool:
-        """Save on schedule, at the end, or when asked to stop; True means stop now."""
+    def after_iteration(self, iteration: int, final: bool, stop: bool | None = None) -> bool:
+        """Save on schedule, at the end, or when asked to stop; True means stop now. ``stop``: the
+        stop request as all ranks agreed on it (default: this process's, read once)."""
+        stop = self.stop.requested if stop is None else stop
         every = getattr(self.args, "save_every", 0)
-        if final or self.stop.requested or (every > 0 and iteration % every == 0):
+        if final or stop or (every > 0 and iteration % every == 0):
             self.save()
-        return self.stop.requested  # the end-of-run summary says how to resume
+        return stop  # the end-of-run summary says how to resume
 
     def state_dict(self) -> dict[str, Any]:
         run = self.run

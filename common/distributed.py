@@ -12,8 +12,8 @@ ranks meet only where learning needs them to agree:
   episodes each rank finished (rank 0 logs them all) and the decisions taken on a mean over the
   batch (adaptive-KL beta, early stopping at ``--target-kl``), so every rank keeps the same weights.
 
-Run as one plain process, ``World()`` is a world of one, and every method returns its input.
-NCCL carries the collectives on GPUs, gloo on CPUs.
+Run as one plain process, ``World()`` is a world of one, and every method is the identity (or
+nothing: ``gather`` gives ``[obj]``). NCCL carries the collectives on GPUs, gloo on CPUs.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime
 import gc
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -86,7 +87,7 @@ class World:
         return bool(value.item())
 
     def sum_tensor(self, values: torch.Tensor) -> torch.Tensor:
-        """Element-wise sum over the ranks (a copy; the input is kept)."""
+        """Element-wise sum over the ranks (a new tensor with several ranks; the input is kept)."""
         if not self.distributed:
             return values
         total = values.detach().clone()
@@ -130,6 +131,17 @@ class World:
             gc.collect()
 
 
+def torchrun(ranks: int) -> list[str]:
+    """The command that starts a script as ``ranks`` ranks on this machine (this Python's torchrun)."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={ranks}",
+    ]
+
+
 def launched_ranks() -> int:
     """How many ranks the launcher started (``WORLD_SIZE``; 1 for a plain process)."""
     return int(os.environ.get("WORLD_SIZE", "1"))
@@ -153,7 +165,9 @@ def join_world(cuda: bool) -> World:
     if not dist.is_initialized():
         dist.init_process_group(
             backend="nccl" if use_cuda else "gloo",
-            timeout=datetime.timedelta(minutes=30),
+            # A collective waits this long for a rank that died: well above the longest gap
+            # between two (a rollout, or rank 0 writing a checkpoint), far below a GPU-hour.
+            timeout=datetime.timedelta(minutes=10),
             **({"device_id": device} if use_cuda else {}),
         )
     return World(

@@ -62,9 +62,9 @@ class Run:
         ``ranks_supported``: False for a trainer that refuses to run as several ranks."""
         if not ranks_supported and launched_ranks() > 1:
             exit_usage(f"torchrun: {script or trainer} runs as one process; start it with python")
-        self.world = join_world(args.cuda)
-        require_same_args(self.world, args)
         self.args, self.resumed, self.warm_start = open_checkpoints(args, trainer, given_flags)
+        self.world = join_world(self.args.cuda)  # a resume's own --cuda, not the default
+        require_same_args(self.world, args)
         args = self.args
         if self.resumed:
             require_same_world(self.resumed, self.world.size)
@@ -144,10 +144,11 @@ class Run:
             yield iteration
             if self.world.distributed:
                 self._gather_episodes()
-                self.stop.requested = self.world.any(self.stop.requested)  # all stop together
+            # Read once, agreed by every rank: a signal arriving from here on counts next time.
+            stop = self.world.any(self.stop.requested)
             self.state.iteration = iteration
             self.state.wall_time = self._wall_before + time.time() - self._session_start
-            if self.saver.after_iteration(iteration, final=iteration == self.num_iterations):
+            if self.saver.after_iteration(iteration, iteration == self.num_iterations, stop):
                 return  # SIGTERM or Ctrl-C: saved after this iteration
 
     @property
@@ -170,13 +171,15 @@ class Run:
         )
 
     def _gather_episodes(self) -> None:
-        """Every rank's episodes of this iteration reach rank 0's log, rank by rank."""
+        """Every rank's episodes of this iteration reach rank 0's log, in the order one process
+        with all the envs would log them: by step, then by env (env i of rank r is r * N + i)."""
         gathered = self.world.gather(self._unsent_episodes)
         self._unsent_episodes = []
-        if self.world.is_main:
-            for episodes in gathered:
-                for episode_return, episode_length, step in episodes:
-                    self._record_episode(float(episode_return), int(episode_length), step)
+        if not self.world.is_main:
+            return
+        in_rank_order = [episode for episodes in gathered for episode in episodes]
+        for episode_return, episode_length, step in sorted(in_rank_order, key=lambda e: e[2]):
+            self._record_episode(float(episode_return), int(episode_length), step)
 
     @property
     def logs_this_iteration(self) -> bool:

@@ -283,9 +283,8 @@ def train(args: Args, run: Run, envs, agent: Agent, optimizer: torch.optim.Optim
             with autocast:
                 new_logits, new_values = agent(b_obs[mb])
             mb_advantages = b_advantages[mb]
-            if (
-                args.norm_adv
-            ):  # per minibatch (all ranks'), as ppo2 and CleanRL (the paper is silent)
+            # per minibatch (all ranks'), as ppo2 and CleanRL (the paper is silent)
+            if args.norm_adv:
                 mb_advantages = normalize_advantages(mb_advantages, world=run.world)
             loss, mb_stats = ppo_loss(
                 loss_config, old[mb], mb_advantages,

@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from common.cli import UsageError, parse_args  # noqa: E402
+from common.distributed import torchrun  # noqa: E402
 from common.runtime import code_version, host_description  # noqa: E402
 
 
@@ -59,9 +60,7 @@ def validate(args: Args) -> None:
 def run_once(args: Args, ranks: int, repeat: int) -> float:
     """One run with ``ranks`` ranks; its SPS."""
     runs = Path(args.runs_dir) / f"ranks{ranks}_repeat{repeat}"
-    launcher = [sys.executable]
-    if ranks > 1:
-        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"]
+    launcher = torchrun(ranks) if ranks > 1 else [sys.executable]
     command = [*launcher, str(REPO / "ppo_atari" / "train.py"), "--env-id", args.env_id,
                "--num-envs", str(args.total_envs // ranks), "--total-timesteps", str(args.total_timesteps),
                "--save-every", "0", "--runs-dir", str(runs), *(["--cuda"] if args.cuda else ["--no-cuda"]),

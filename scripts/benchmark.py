@@ -17,6 +17,7 @@ again, so the same command on a fresh machine runs only what is missing.
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from presets import REPO, Preset, presets, run_prefix
 from records import RECORDS, RESULT_STATUSES, Record, key_of, read_summary, result_of_run, status_of
 
 from common.cli import UsageError, parse_args, require_choice, require_registered_env
+from common.distributed import torchrun
 
 
 @dataclass
@@ -65,8 +67,8 @@ class Args:
     """time limit per run, minutes"""
     ranks: int = 1
     """processes per run (torch.distributed; README "One run on several processes"): on SLURM, as
-    many tasks of one job, which submitit wires together (with --gpus-per-task GPUs each);
-    locally, torchrun --nproc-per-node RANKS"""
+    many tasks of one job, which submitit wires together (each rank uses one GPU: give
+    --gpus-per-task 1); locally, torchrun --nproc-per-node RANKS"""
     array_parallelism: int = 64
     """runs of the job array running at once on SLURM"""
     # Tracking, passed through to every run (each variant is a W&B group)
@@ -120,9 +122,10 @@ def plan(args: Args, preset: Preset, runs_dir: Path, record: Record | None = Non
     tracking = ["--track", "--wandb-project-name", args.wandb_project_name] if args.track else []
     if args.track and args.wandb_entity:
         tracking += ["--wandb-entity", args.wandb_entity]
-    python = [sys.executable]
-    if args.ranks > 1 and not args.slurm_partition:  # on SLURM, each task is a rank
-        python += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.ranks}"]
+    # On SLURM each task is a rank; locally torchrun starts them
+    python = (
+        torchrun(args.ranks) if args.ranks > 1 and not args.slurm_partition else [sys.executable]
+    )
     runs = []
     for variant in args.variants or tuple(preset.variants):
         for env_id in args.env_ids or preset.env_ids:
@@ -179,7 +182,10 @@ class TrainerJob:
         if self.ranks > 1:
             import submitit
 
-            # cuda:{LOCAL_RANK} is chosen by the trainer, among the GPUs SLURM shows the task
+            # Each job picks its port from its job id, not one inherited from the submitting shell
+            # (two jobs on a node would meet on it); the trainer chooses cuda:{LOCAL_RANK} among
+            # the GPUs SLURM shows the task.
+            os.environ.pop("MASTER_PORT", None)
             world = submitit.helpers.TorchDistributedEnvironment()
             world.export(set_cuda_visible_devices=False, overwrite=True)
             if world.rank > 0:
