@@ -64,10 +64,14 @@ class Run:
             exit_usage(f"torchrun: {script or trainer} runs as one process; start it with python")
         self.args, self.resumed, self.warm_start = open_checkpoints(args, trainer, given_flags)
         self.world = join_world(self.args.cuda)  # a resume's own --cuda, not the default
-        require_same_args(self.world, args)
+        try:
+            require_same_args(self.world, args)
+            if self.resumed:
+                require_same_world(self.resumed, self.world.size)
+        except SystemExit:  # bad input on every rank: leave the process group before exiting
+            self.world.close(together=False)
+            raise
         args = self.args
-        if self.resumed:
-            require_same_world(self.resumed, self.world.size)
         self.trainer = trainer
         self.package, self.script = package or trainer, script
         self.name = self.world.broadcast(  # rank 0's clock names the run
