@@ -16,6 +16,7 @@ import torch
 from conftest import REPO, assert_usage_error, only_run_dir, scalars, summary
 
 from common.checkpoint import load_checkpoint
+from common.distributed import torchrun as launch_ranks
 
 PENDULUM = ["--env-id", "Pendulum-v1", "--num-envs", "2", "--num-steps", "128",
             "--num-minibatches", "4", "--update-epochs", "2"]  # fmt: skip
@@ -27,8 +28,7 @@ def torchrun(
     script: str, *flags: str, ranks: int = 2, cwd: Path, timeout: float = 300, popen: bool = False
 ):
     """``torchrun --standalone --nproc-per-node RANKS <script> FLAGS`` (a free port per call)."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={ranks}", str(REPO / script), *flags]  # fmt: skip
+    command = [*launch_ranks(ranks), str(REPO / script), *flags]
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
     if popen:
         return subprocess.Popen(command, cwd=cwd, env=env, text=True,
