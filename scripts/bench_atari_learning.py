@@ -22,8 +22,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import tyro
+from curves import episode_returns, finished_run, trailing_mean
 from welch import backend_gap
 
 from common.scores import game_name, human_random_scores
@@ -52,16 +52,6 @@ class BenchArgs:
     and seed again (to finish an interrupted benchmark); it must have been run with the same flags"""
 
 
-def finished_run(runs: Path, env_id: str) -> Path | None:
-    """The newest run folder under ``runs`` whose summary.json says it finished ``env_id``."""
-    done = [
-        path.parent
-        for path in runs.glob("*/summary.json")
-        if (record := json.loads(path.read_text())).get("finished") and record["env_id"] == env_id
-    ]
-    return max(done, key=lambda p: p.stat().st_mtime, default=None)
-
-
 def run_one(backend: str, seed: int, args: BenchArgs) -> Path:
     runs = Path(args.runs_dir) / f"{backend}__seed{seed}"
     if args.reuse and (done := finished_run(runs, args.env_id)):
@@ -77,21 +67,6 @@ def run_one(backend: str, seed: int, args: BenchArgs) -> Path:
     return max(runs.iterdir(), key=lambda p: p.stat().st_mtime)
 
 
-def episode_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
-    points = events.Scalars("charts/episodic_return")
-    return np.array([p.step for p in points]), np.array([p.value for p in points])
-
-
-def moving_average(values: np.ndarray, window: int = 100) -> np.ndarray:
-    cumulative = np.cumsum(np.insert(values, 0, 0.0))
-    counts = np.minimum(np.arange(1, len(values) + 1), window)
-    starts = np.maximum(np.arange(len(values)) + 1 - window, 0)
-    return (cumulative[1:] - cumulative[starts]) / counts
-
-
 def main(args: BenchArgs) -> None:
     import matplotlib
 
@@ -105,9 +80,15 @@ def main(args: BenchArgs) -> None:
             run_dir = run_one(backend, seed, args)
             record = json.loads((run_dir / "summary.json").read_text())
             results.setdefault(backend, []).append(record)
-            steps, returns = episode_curve(run_dir)
+            steps, returns = episode_returns(run_dir)
             label = backend if seed == args.seeds[0] else None  # one legend entry per backend
-            ax.plot(steps, moving_average(returns), color=f"C{colour}", alpha=0.8, label=label)
+            ax.plot(
+                steps,
+                trailing_mean(returns, window=100),
+                color=f"C{colour}",
+                alpha=0.8,
+                label=label,
+            )
     ref = human_random_scores().get(game_name(args.env_id))
     if ref:
         ax.axhline(ref[0], color="grey", linestyle=":", label=f"random ({ref[0]})")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from curves import episode_returns
 
 from common.files import atomic_write_bytes
 
@@ -159,17 +160,6 @@ def result_of_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, list]]
     )
     steps, returns = episode_returns(run_dir)
     return row, downsample(steps, returns)
-
-
-def episode_returns(run_dir: Path) -> tuple[list[int], list[float]]:
-    """Every ``charts/episodic_return`` the run logged: (env steps, returns)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
-    if "charts/episodic_return" not in events.Tags()["scalars"]:
-        return [], []
-    points = events.Scalars("charts/episodic_return")
-    return [p.step for p in points], [p.value for p in points]
 
 
 def downsample(

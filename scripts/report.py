@@ -25,6 +25,7 @@ from typing import Any
 import figure3
 import numpy as np
 from atari_tables import atari_lines
+from curves import trailing_mean
 from presets import REPO, presets, variant_order
 from records import RECORDS, Record, read_summary, result_of_run
 from table1 import measure_random_scores, read_random_scores, table1_lines
@@ -121,17 +122,6 @@ def runs_lines(rows: list[dict[str, Any]]) -> list[str]:
 # ---------------------------------------------------------------- plots
 
 
-def smooth(values: list[float], window: int = 10) -> np.ndarray:
-    """Trailing moving average; the first points average what there is, so any length works."""
-    x = np.asarray(values, dtype=np.float64)
-    if len(x) == 0:
-        return x
-    sums = np.cumsum(np.insert(x, 0, 0.0))
-    idx = np.arange(1, len(x) + 1)
-    start = np.maximum(idx - window, 0)
-    return (sums[idx] - sums[start]) / (idx - start)
-
-
 def curves_by_env(rows: list[dict[str, Any]]) -> dict[str, dict[str, list]]:
     """Env -> variant -> the (steps, returns) curve of each run that has one."""
     by_env: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
@@ -147,7 +137,9 @@ def mean_curve(ax, curves: list[tuple[list, list]], **style: Any):
     (so every seed counts at every point), with the range over seeds shaded; returns the line."""
     end = min(steps[-1] for steps, _ in curves)
     grid = np.linspace(0, end, 100)
-    ys = np.array([np.interp(grid, steps, smooth(vals)) for steps, vals in curves])
+    ys = np.array(
+        [np.interp(grid, steps, trailing_mean(vals, window=10)) for steps, vals in curves]
+    )
     (line,) = ax.plot(grid, ys.mean(axis=0), **style)
     if len(ys) > 1:
         ax.fill_between(grid, ys.min(axis=0), ys.max(axis=0), alpha=0.12, color=line.get_color())

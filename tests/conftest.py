@@ -55,6 +55,31 @@ def summary(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
 
 
+def fake_run(
+    folder: Path,
+    env_id: str,
+    last_100: float,
+    *,
+    finished: bool = True,
+    mtime: float = 0,
+    seed: int = 1,
+) -> Path:
+    """A run folder as the trainers leave it (summary.json, episodic returns), for the scripts that
+    read finished runs: five episodes rising to ``last_100``."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    folder.mkdir(parents=True)
+    with SummaryWriter(str(folder)) as writer:
+        for step in range(5):
+            writer.add_scalar("charts/episodic_return", last_100 * step / 4, step * 1000)
+    record = {"env_id": env_id, "finished": finished, "mean_return_last_100": last_100, "seed": seed,
+              "mean_return_all_training": last_100 / 2, "sps": 700.0, "wall_time_s": 60.0}  # fmt: skip
+    (folder / "summary.json").write_text(json.dumps(record))
+    if mtime:
+        os.utime(folder, (mtime, mtime))
+    return folder
+
+
 def assert_usage_error(result: subprocess.CompletedProcess, flag: str) -> None:
     """Exit code 2, one ``error:`` line on stderr naming the flag, no traceback."""
     assert result.returncode == 2, (result.returncode, result.stderr[-2000:])

@@ -5,36 +5,18 @@ The benchmark itself trains for hours; these tests feed it run folders written h
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from conftest import REPO, fake_run
 
 sys.path.insert(0, str(REPO / "scripts"))
-from bench_atari_learning import finished_run  # noqa: E402
+from curves import finished_run  # noqa: E402
 from welch import backend_gap  # noqa: E402
 
 SCRIPT = str(REPO / "scripts" / "bench_atari_learning.py")
-
-
-def fake_run(folder, env_id: str, last_100: float, *, finished: bool = True, mtime: float = 0):
-    """A run folder as ppo_atari/train.py leaves it: summary.json and episodic returns."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    folder.mkdir(parents=True)
-    with SummaryWriter(str(folder)) as writer:
-        for step in range(5):
-            writer.add_scalar("charts/episodic_return", last_100 * step / 4, step * 1000)
-    record = {"env_id": env_id, "finished": finished, "mean_return_last_100": last_100,
-              "mean_return_all_training": last_100 / 2, "sps": 700.0}  # fmt: skip
-    (folder / "summary.json").write_text(json.dumps(record))
-    if mtime:
-        os.utime(folder, (mtime, mtime))
-    return folder
 
 
 def test_backend_gap_is_welchs_test():

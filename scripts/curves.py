@@ -1,0 +1,44 @@
+"""Learning curves of finished runs, shared by the benchmarks, the results record and the reports.
+
+A module, not a script: ``episode_returns`` reads a run folder's TensorBoard events,
+``trailing_mean`` smooths them, ``finished_run`` finds the run a benchmark can reuse.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def episode_returns(run_dir: Path) -> tuple[list[int], list[float]]:
+    """Every ``charts/episodic_return`` the run logged: (env steps, returns)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
+    if "charts/episodic_return" not in events.Tags()["scalars"]:
+        return [], []
+    points = events.Scalars("charts/episodic_return")
+    return [p.step for p in points], [p.value for p in points]
+
+
+def trailing_mean(values: list[float] | np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average; the first points average what there is, so any length works."""
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) == 0:
+        return x
+    sums = np.cumsum(np.insert(x, 0, 0.0))
+    idx = np.arange(1, len(x) + 1)
+    start = np.maximum(idx - window, 0)
+    return (sums[idx] - sums[start]) / (idx - start)
+
+
+def finished_run(runs: Path, env_id: str) -> Path | None:
+    """The newest run folder under ``runs`` whose summary.json says it finished ``env_id``."""
+    done = [
+        path.parent
+        for path in runs.glob("*/summary.json")
+        if (record := json.loads(path.read_text())).get("finished") and record["env_id"] == env_id
+    ]
+    return max(done, key=lambda p: p.stat().st_mtime, default=None)
