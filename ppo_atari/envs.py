@@ -120,6 +120,22 @@ def make_atari_envs(
     return envs
 
 
+def single_game(spec: AtariSpec, stack_num: int, **options):
+    """One game in ale-py's C++ env (an ``AtariVectorEnv`` of one, stepped in its own thread) with
+    the paper's preprocessing: frame skip 4 with a max-pool of the last two frames, grey 84x84, up
+    to 30 no-ops at a start, the id's sticky actions, action set and frame cap; ``options`` go to
+    ``AtariVectorEnv`` as they are."""
+    from ale_py.vector_env import AtariVectorEnv
+
+    return AtariVectorEnv(
+        game=spec.game, num_envs=1, num_threads=1, frameskip=FRAME_SKIP, maxpool=True,
+        noop_max=NOOP_MAX, img_height=84, img_width=84, grayscale=True, stack_num=stack_num,
+        repeat_action_probability=spec.repeat_action_probability,
+        full_action_space=spec.full_action_space,
+        max_num_frames_per_episode=spec.max_num_frames_per_episode, **options,
+    )  # fmt: skip
+
+
 class NativeAtariEnvs(gym.vector.VectorEnv):
     """ale-py's C++ env (``AtariVectorEnv``), one instance of one game per env, stepped together.
 
@@ -132,31 +148,19 @@ class NativeAtariEnvs(gym.vector.VectorEnv):
 
     def __init__(self, spec: AtariSpec, num_envs: int, fire_on_life_loss: bool) -> None:
         from ale_py import Action
-        from ale_py.vector_env import AtariVectorEnv
 
         self.games = [
-            AtariVectorEnv(
-                game=spec.game,
-                num_envs=1,
-                num_threads=1,
-                autoreset_mode=AutoresetMode.SAME_STEP,
-                repeat_action_probability=spec.repeat_action_probability,
-                full_action_space=spec.full_action_space,
-                max_num_frames_per_episode=spec.max_num_frames_per_episode,
-                frameskip=FRAME_SKIP,
-                maxpool=True,
-                noop_max=NOOP_MAX,
-                img_height=84,
-                img_width=84,
-                grayscale=True,
+            single_game(
+                spec,
                 stack_num=1,
+                autoreset_mode=AutoresetMode.SAME_STEP,
                 # LifeProtocol presses FIRE (and action 2) as baselines did, and GameTracker does
                 # life loss and reward clipping the same way on both backends.
                 use_fire_reset=False,
                 episodic_life=False,
                 life_loss_info=False,
                 reward_clipping=False,
-            )  # fmt: skip
+            )
             for _ in range(num_envs)
         ]
         actions = self.games[0].ale.get_action_set()

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from common.distributions import sample_categorical  # noqa: E402
-from ppo_atari.envs import FRAME_SKIP, NOOP_MAX, atari_spec  # noqa: E402
+from ppo_atari.envs import atari_spec, single_game  # noqa: E402
 from ppo_atari.train import Agent  # noqa: E402
 
 
@@ -49,25 +49,7 @@ class Args:
 
 
 def make_games(env_id: str, count: int) -> list:
-    from ale_py.vector_env import AtariVectorEnv
-
-    spec = atari_spec(env_id)
-    games = [
-        AtariVectorEnv(
-            game=spec.game,
-            num_envs=1,
-            num_threads=1,
-            frameskip=FRAME_SKIP,
-            maxpool=True,
-            noop_max=NOOP_MAX,
-            img_height=84,
-            img_width=84,
-            grayscale=True,
-            stack_num=4,
-            repeat_action_probability=spec.repeat_action_probability,
-        )  # fmt: skip
-        for _ in range(count)
-    ]
+    games = [single_game(atari_spec(env_id), stack_num=4) for _ in range(count)]
     for seed, game in enumerate(games):
         game.reset(seed=seed)
     return games
