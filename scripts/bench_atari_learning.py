@@ -17,13 +17,12 @@ import csv
 import json
 import shlex
 import statistics
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
-from curves import episode_returns, finished_run, trailing_mean
+from curves import episode_returns, trailing_mean, train_or_reuse
 from welch import backend_gap
 
 from common.scores import game_name, human_random_scores
@@ -54,17 +53,12 @@ class BenchArgs:
 
 def run_one(backend: str, seed: int, args: BenchArgs) -> Path:
     runs = Path(args.runs_dir) / f"{backend}__seed{seed}"
-    if args.reuse and (done := finished_run(runs, args.env_id)):
-        print(f"reusing {done}", flush=True)
-        return done
     cmd = [
         sys.executable, str(REPO / "ppo_atari" / "train.py"), "--env-id", args.env_id,
         "--env-backend", backend, "--seed", str(seed), "--total-timesteps", str(args.total_timesteps),
         "--runs-dir", str(runs), *shlex.split(args.extra),
     ]  # fmt: skip
-    print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL)
-    return max(runs.iterdir(), key=lambda p: p.stat().st_mtime)
+    return train_or_reuse(cmd, runs, args.env_id, args.reuse)
 
 
 def main(args: BenchArgs) -> None:

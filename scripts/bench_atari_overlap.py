@@ -103,7 +103,8 @@ def main(args: Args) -> None:
     games = make_games(args.env_id, args.num_envs)
     steps = args.num_envs * args.num_steps
     timings: dict[str, list[float]] = {"sync": [], "halves": []}
-    sync_rollout(agent, games, 8), halves_rollout(agent, games, 8)  # warm-up
+    for warm_up in (sync_rollout, halves_rollout):
+        warm_up(agent, games, 8)
     for repeat in range(args.repeats):
         for name, loop in (("sync", sync_rollout), ("halves", halves_rollout)):
             seconds = loop(agent, games, args.num_steps)

@@ -19,13 +19,12 @@ from __future__ import annotations
 import csv
 import json
 import statistics
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
-from curves import episode_returns, finished_run, trailing_mean
+from curves import episode_returns, trailing_mean, train_or_reuse
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,20 +66,15 @@ def published_reference(env_id: str) -> str:
 
 def run_one(env_id: str, seed: int, args: BenchArgs) -> Path:
     runs = Path(args.runs_dir) / f"{env_id}__seed{seed}"
-    if args.reuse and (done := finished_run(runs, env_id)):
-        print(f"reusing {done}", flush=True)
-        return done
     cmd = [
         sys.executable, str(REPO / "ppo_continuous" / "train.py"), "--env-id", env_id,
         "--seed", str(seed), "--total-timesteps", str(args.total_timesteps),
         "--runs-dir", str(runs), "--save-every", "0",
     ]  # fmt: skip
-    print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL)
-    return max(runs.iterdir(), key=lambda p: p.stat().st_mtime)
+    return train_or_reuse(cmd, runs, env_id, args.reuse)
 
 
-def plot_curves(run_dirs: dict[str, list[Path]], path: str) -> None:
+def plot_curves(run_dirs: dict[str, list[Path]], seeds: tuple[int, ...], path: str) -> None:
     """One panel per env, one line per seed: the 100-episode moving average against env steps."""
     import matplotlib
 
@@ -89,9 +83,8 @@ def plot_curves(run_dirs: dict[str, list[Path]], path: str) -> None:
 
     fig, axes = plt.subplots(1, len(run_dirs), figsize=(4.5 * len(run_dirs), 3.5), squeeze=False)
     for ax, (env_id, dirs) in zip(axes[0], run_dirs.items(), strict=True):
-        for run_dir in dirs:
+        for run_dir, seed in zip(dirs, seeds, strict=True):
             steps, returns = episode_returns(run_dir)
-            seed = json.loads((run_dir / "summary.json").read_text()).get("seed", "?")
             ax.plot(steps, trailing_mean(returns, window=100), label=f"seed {seed}")
         ax.set(title=env_id, xlabel="environment steps", ylabel="return (100-episode average)")
         ax.legend(fontsize=7)
@@ -125,7 +118,7 @@ def main(args: BenchArgs) -> None:
             f"{r['wall_time_s_median']:>8.0f}  {r['reference']}"
         )
     if args.plot:
-        plot_curves(run_dirs, args.plot)
+        plot_curves(run_dirs, args.seeds, args.plot)
         print(f"learning curves: {args.plot}")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))

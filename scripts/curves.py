@@ -1,12 +1,14 @@
 """Learning curves of finished runs, shared by the benchmarks, the results record and the reports.
 
 A module, not a script: ``episode_returns`` reads a run folder's TensorBoard events,
-``trailing_mean`` smooths them, ``finished_run`` finds the run a benchmark can reuse.
+``trailing_mean`` smooths them, ``finished_run`` finds the run a benchmark can reuse and
+``train_or_reuse`` runs a benchmark's trainer command unless it may reuse one.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -42,3 +44,14 @@ def finished_run(runs: Path, env_id: str) -> Path | None:
         if (record := json.loads(path.read_text())).get("finished") and record["env_id"] == env_id
     ]
     return max(done, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def train_or_reuse(command: list[str], runs: Path, env_id: str, reuse: bool) -> Path:
+    """The run folder of ``command``, a trainer writing its run under ``runs``: with ``reuse``, a
+    finished run of ``env_id`` already there instead of training again; else the newest after it."""
+    if reuse and (done := finished_run(runs, env_id)):
+        print(f"reusing {done}", flush=True)
+        return done
+    print("$", " ".join(command), flush=True)
+    subprocess.run(command, check=True, stderr=subprocess.DEVNULL)
+    return max(runs.iterdir(), key=lambda p: p.stat().st_mtime)
