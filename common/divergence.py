@@ -40,7 +40,9 @@ def clip_gradients(
     Raises ``Diverged`` when ``loss`` or the norm is not finite; call it before
     ``optimizer.step()``, which must then not run. One host sync per call, for both checks.
     """
-    norm = nn.utils.clip_grad_norm_(parameters, max_norm)
+    # foreach: one batched pass over the tensors (CUDA's default); CPU's default, a Python loop
+    # per tensor, takes several percent of a small network's update. The same norm, bit for bit.
+    norm = nn.utils.clip_grad_norm_(parameters, max_norm, foreach=True)
     loss = loss.detach()
     if not bool(torch.isfinite(loss) & torch.isfinite(norm)):
         if not torch.isfinite(loss):

@@ -18,11 +18,35 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.wrappers.utils import RunningMeanStd
 
 from common.runtime import route_mujoco_warnings
 
 EPSILON = 1e-8  # NormalizeObservation's and NormalizeReward's default epsilon
 CLIP = 10.0  # train.clip_10
+
+
+class OneSampleRunningMeanStd(RunningMeanStd):
+    """gymnasium's ``RunningMeanStd`` with the same statistics and formulas, faster on one sample.
+
+    ``NormalizeObservation`` and ``NormalizeReward`` update their statistics with a batch of one
+    sample on every step, and most of that update's time goes to ``np.mean`` and ``np.var``
+    (generic reductions, each tens of microseconds of Python). A batch of one needs neither: its
+    mean is the sample and its variance zero, both exactly, so the result is bit for bit the same.
+    """
+
+    @classmethod
+    def replacing(cls, stats: RunningMeanStd) -> OneSampleRunningMeanStd:
+        """A copy of ``stats`` (a wrapper's fresh statistics) to put in its place."""
+        fast = cls(shape=stats.mean.shape, dtype=stats.mean.dtype)
+        fast.mean, fast.var, fast.count = stats.mean, stats.var, stats.count
+        return fast
+
+    def update(self, x: np.ndarray) -> None:
+        if len(x) != 1:
+            super().update(x)
+            return
+        self.update_from_moments(x[0], np.zeros_like(x[0]), 1)
 
 
 class RunningMeanStds:

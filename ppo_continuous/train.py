@@ -49,6 +49,7 @@ from common.run import Run
 from common.runtime import layer_init, route_mujoco_warnings
 from common.schedules import linear_anneal
 from common.validation import check_command_line, is_atari_id, make_env_or_usage_error
+from ppo_continuous.run_envs import OneSampleRunningMeanStd
 
 
 @dataclass
@@ -167,10 +168,13 @@ def make_envs(
             env = gym.wrappers.RecordEpisodeStatistics(env)  # raw returns, before any scaling
             env = gym.wrappers.ClipAction(env)  # the env gets clipped actions; we store unclipped
             env = gym.wrappers.NormalizeObservation(env)
+            env.obs_rms = OneSampleRunningMeanStd.replacing(env.obs_rms)  # same numbers, faster
             env = gym.wrappers.TransformObservation(env, clip_10, env.observation_space)
             env = gym.wrappers.NormalizeReward(env, gamma=args.gamma)  # scale by std of the return
-            return gym.wrappers.TransformReward(env, clip_10)
+            env.return_rms = OneSampleRunningMeanStd.replacing(env.return_rms)
+            env = gym.wrappers.TransformReward(env, clip_10)
             # --8<-- [end:env_wrappers]
+            return env
 
         return thunk
 
@@ -269,16 +273,17 @@ class Rollout:
     def collect(self, agent: Agent, next_obs: torch.Tensor, run: Run) -> torch.Tensor:
         """T steps of a ~ pi_old(.|s) in each env; finished episodes are logged. Returns s_T."""
         device = self.device
+        shape = (self.num_steps, self.num_envs)
+        rewards = np.zeros(shape, dtype=np.float32)
+        terminations, truncations = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
         for step in range(self.num_steps):
             run.state.global_step += run.total_envs  # every rank's envs step together
             self.obs[step] = next_obs
-            with torch.no_grad():
+            with torch.inference_mode():  # no_grad, and no version counters on the new tensors
                 action, _ = agent.act(next_obs)
             self.actions[step] = action
             next_obs_np, reward, terminated, truncated, info = self.envs.step(action.cpu().numpy())
-            self.rewards[step] = torch.as_tensor(reward, device=device)
-            self.terminations[step] = torch.as_tensor(terminated, device=device)
-            self.truncations[step] = torch.as_tensor(truncated, device=device)
+            rewards[step], terminations[step], truncations[step] = reward, terminated, truncated
             next_obs = torch.as_tensor(next_obs_np, dtype=torch.float32, device=device)
             if "final_info" in info:  # some env ended this step and was reset
                 if self.bootstrap_truncated:  # V(final obs) stands in for V(s_{t+1})
@@ -287,6 +292,10 @@ class Rollout:
                 episode = info["final_info"]["episode"]
                 for i in np.flatnonzero(info["final_info"]["_episode"]):
                     run.log_episode(episode["r"][i], episode["l"][i])
+        # One copy each per iteration rather than three small ones per step (torch overhead).
+        self.rewards = torch.as_tensor(rewards, device=device)
+        self.terminations = torch.as_tensor(terminations, device=device)
+        self.truncations = torch.as_tensor(truncations, device=device)
         return next_obs
 
     def flat_obs(self) -> torch.Tensor:
