@@ -3,12 +3,16 @@
     python scripts/bench_atari_learning.py                   # Breakout, 1M steps, both backends
     python scripts/bench_atari_learning.py --seeds 1 2 3     # do the backends agree within noise?
     python scripts/bench_atari_learning.py --seeds 1 2 3 --reuse   # after an interruption
+    python scripts/bench_atari_learning.py --backends ale_vector --seeds 1 2 3 --reuse \
+        --against-last-100 25.2 21.7 --against-all-training 12.7 10.9  # against CleanRL's seeds
 
 Runs ``ppo_atari/train.py`` once per backend and seed, one after another, then prints the mean
 return of the last 100 episodes (whole games, unclipped) per backend beside random play and the
 published references, and draws the learning curves (a 100-episode moving average) to a PNG.
 With two backends and two or more seeds each it also prints the gap between the backends, its
 standard error across seeds and Welch's t-test: that gap is what "agree within noise" is about.
+``--against-last-100`` and ``--against-all-training`` test the first backend the same way against
+another setup's per-seed scores (the paper's two scores of CleanRL's runs, for instance).
 """
 
 from __future__ import annotations
@@ -49,6 +53,12 @@ class BenchArgs:
     reuse: bool = False
     """use a run of the same game that already finished in runs_dir instead of training that backend
     and seed again (to finish an interrupted benchmark); it must have been run with the same flags"""
+    against_name: str = "CleanRL ppo_atari.py"
+    """the other setup that --against-last-100 and --against-all-training come from"""
+    against_last_100: tuple[float, ...] = ()
+    """another setup's last-100 scores, one per seed: the first backend is tested against them (Welch)"""
+    against_all_training: tuple[float, ...] = ()
+    """the same setup's scores over all of training, one per seed, tested the same way"""
 
 
 def run_one(backend: str, seed: int, args: BenchArgs) -> Path:
@@ -106,10 +116,13 @@ def main(args: BenchArgs) -> None:
               f"SPS {sps:.0f}")  # fmt: skip
     last_100 = [[r["mean_return_last_100"] for r in records] for records in results.values()]
     if len(last_100) == 2 and min(len(scores) for scores in last_100) >= 2:
-        gap, error, p_value = backend_gap(*last_100)
-        verdict = "within noise" if p_value >= 0.05 else "NOT within noise"
-        print(f"{' - '.join(results)}: {gap:+.1f} +- {error:.1f} (standard error across seeds); "
-              f"Welch's t-test p = {p_value:.2f}: {verdict} at the 5% level")  # fmt: skip
+        print(welch_line(" - ".join(results), *last_100))
+    first, records = next(iter(results.items()))
+    for score, against in (("mean_return_last_100", args.against_last_100),
+                           ("mean_return_all_training", args.against_all_training)):  # fmt: skip
+        if against:
+            ours = [r[score] for r in records]
+            print(welch_line(f"{first} - {args.against_name}, {score}", ours, list(against)))
     print(f"learning curves: {args.plot}")
     with open(REPO / "baselines" / "cleanrl_ppo.csv") as handle:
         for row in csv.DictReader(handle):
@@ -121,6 +134,16 @@ def main(args: BenchArgs) -> None:
                 print(
                     f"CleanRL ppo_atari.py at {int(row['total_timesteps']):,} steps: {row['cleanrl_mean']} +- {row['cleanrl_pm']}"
                 )
+
+
+def welch_line(label: str, first: list[float], second: list[float]) -> str:
+    """The gap between two sets of per-seed scores, its standard error and Welch's verdict."""
+    if min(len(first), len(second)) < 2:
+        return f"{label}: Welch's t-test needs at least 2 seeds on each side"
+    gap, error, p_value = backend_gap(first, second)
+    verdict = "within noise" if p_value >= 0.05 else "NOT within noise"
+    return (f"{label}: {gap:+.1f} +- {error:.1f} (standard error across seeds); "
+            f"Welch's t-test p = {p_value:.2f}: {verdict} at the 5% level")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -92,3 +92,33 @@ def test_without_reuse_the_benchmark_trains(tmp_path):
     assert result.returncode != 0
     assert "reusing" not in result.stdout
     assert "--no-such-flag" in result.stdout  # the trainer command it tried to run
+
+
+def test_first_backend_is_tested_against_another_setups_seeds(tmp_path):
+    """--against-last-100 and --against-all-training: Welch's test of the first backend's per-seed
+    scores against the given ones, for each of the paper's two scores."""
+    ours = [20.0, 18.0, 22.0]
+    for seed, score in enumerate(ours, start=1):
+        fake_run(
+            tmp_path / "runs" / f"ale_vector__seed{seed}" / "run", "BreakoutNoFrameskip-v4", score
+        )
+    result = subprocess.run(
+        [sys.executable, SCRIPT, "--backends", "ale_vector", "--seeds", "1", "2", "3", "--reuse",
+         "--runs-dir", str(tmp_path / "runs"), "--plot", str(tmp_path / "curves.png"),
+         "--against-last-100", "25.2", "21.7", "--against-all-training", "12.7", "10.9"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    for score, theirs, mine in (("last_100", [25.2, 21.7], ours),
+                                ("all_training", [12.7, 10.9], [s / 2 for s in ours])):  # fmt: skip
+        line = re.search(
+            rf"ale_vector - CleanRL ppo_atari\.py, mean_return_{score}: ([-+]\d+\.\d) \+- (\d+\.\d) "
+            r".* p = (\d\.\d\d): (.*) at the 5% level",
+            result.stdout,
+        )
+        assert line, result.stdout
+        gap, error, p_value = backend_gap(mine, theirs)
+        assert float(line[1]) == pytest.approx(gap, abs=0.05)
+        assert float(line[2]) == pytest.approx(error, abs=0.05)
+        assert float(line[3]) == pytest.approx(p_value, abs=0.01)
+        assert line[4] == ("within noise" if p_value >= 0.05 else "NOT within noise")
