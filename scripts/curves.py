@@ -15,14 +15,31 @@ import numpy as np
 
 
 def episode_returns(run_dir: Path) -> tuple[list[int], list[float]]:
-    """Every ``charts/episodic_return`` the run logged: (env steps, returns)."""
+    """The run's episodes: (env steps, returns) from ``charts/episodic_return``, each once.
+
+    A resumed run writes a new events file and, going on from its checkpoint, logs again the steps
+    the interrupted session had already logged after it. TensorBoard's reader of the whole folder
+    keeps both copies (the curve runs backwards); here each file's episodes replace the earlier
+    files' from its first episode's step on. What stays of an interrupted session is a handful of
+    episodes that ended between its checkpoint and that step (8 of 2,106 in a Breakout run resumed
+    twice); the scores in ``summary.json`` come from the checkpointed episode log and are exact.
+    """
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
-    if "charts/episodic_return" not in events.Tags()["scalars"]:
-        return [], []
-    points = events.Scalars("charts/episodic_return")
-    return [p.step for p in points], [p.value for p in points]
+    steps: list[int] = []
+    returns: list[float] = []
+    files = sorted(
+        Path(run_dir).glob("events.out.tfevents.*"), key=lambda f: int(f.name.split(".")[3])
+    )
+    for events_file in files:  # in the order the sessions wrote them
+        events = EventAccumulator(str(events_file), size_guidance={"scalars": 0}).Reload()
+        if "charts/episodic_return" not in events.Tags()["scalars"]:
+            continue
+        points = events.Scalars("charts/episodic_return")
+        kept = sum(1 for step in steps if step < points[0].step)
+        steps[kept:] = [p.step for p in points]
+        returns[kept:] = [p.value for p in points]
+    return steps, returns
 
 
 def trailing_mean(values: list[float] | np.ndarray, window: int) -> np.ndarray:

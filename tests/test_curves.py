@@ -1,0 +1,42 @@
+"""Learning curves read from run folders (scripts/curves.py): each episode once, also when resumed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+from curves import episode_returns  # noqa: E402
+
+
+def write_session(run_dir: Path, started: int, episodes: list[tuple[int, float]]) -> None:
+    """One session's events file, named as a SummaryWriter started at unix time ``started`` names it."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    scratch = run_dir / f"session_{started}"
+    with SummaryWriter(str(scratch)) as writer:
+        for step, value in episodes:
+            writer.add_scalar("charts/episodic_return", value, step)
+    (written,) = scratch.glob("events.out.tfevents.*")
+    written.rename(run_dir / f"events.out.tfevents.{started}.host.name.{started % 97}")
+    scratch.rmdir()
+
+
+def test_a_resumed_runs_episodes_count_once(tmp_path):
+    # Session 1 logs up to step 400 and is stopped; its last checkpoint was at step 250, so session
+    # 2 logs the episodes at 300 (two envs ended there) and 400 again, then goes on; session 3
+    # resumes from 450. A session with no episode changes nothing.
+    write_session(tmp_path, 1_000, [(100, 1.0), (200, 2.0), (300, 3.0), (300, 3.5), (400, 4.0)])
+    write_session(tmp_path, 2_000, [(300, 3.0), (300, 3.5), (400, 4.0), (500, 5.0), (600, 6.0)])
+    write_session(tmp_path, 2_500, [])
+    write_session(tmp_path, 10_000, [(500, 5.0), (600, 6.0), (700, 7.0)])
+    steps, returns = episode_returns(tmp_path)
+    assert steps == [100, 200, 300, 300, 400, 500, 600, 700]
+    assert returns == [1.0, 2.0, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0]
+
+
+def test_a_run_without_episodes_has_an_empty_curve(tmp_path):
+    write_session(tmp_path, 1_000, [])
+    assert episode_returns(tmp_path) == ([], [])
