@@ -293,9 +293,9 @@ class Rollout:
                 for i in np.flatnonzero(info["final_info"]["_episode"]):
                     run.log_episode(episode["r"][i], episode["l"][i])
         # One copy each per iteration rather than three small ones per step (torch overhead).
-        self.rewards = torch.as_tensor(rewards, device=device)
-        self.terminations = torch.as_tensor(terminations, device=device)
-        self.truncations = torch.as_tensor(truncations, device=device)
+        self.rewards.copy_(torch.from_numpy(rewards))
+        self.terminations.copy_(torch.from_numpy(terminations))
+        self.truncations.copy_(torch.from_numpy(truncations))
         return next_obs
 
     def flat_obs(self) -> torch.Tensor:

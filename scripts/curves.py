@@ -7,6 +7,7 @@ A module, not a script: ``episode_returns`` reads a run folder's TensorBoard eve
 
 from __future__ import annotations
 
+import bisect
 import json
 import subprocess
 from pathlib import Path
@@ -36,7 +37,7 @@ def episode_returns(run_dir: Path) -> tuple[list[int], list[float]]:
         if "charts/episodic_return" not in events.Tags()["scalars"]:
             continue
         points = events.Scalars("charts/episodic_return")
-        kept = sum(1 for step in steps if step < points[0].step)
+        kept = bisect.bisect_left(steps, points[0].step)  # steps stay sorted
         steps[kept:] = [p.step for p in points]
         returns[kept:] = [p.value for p in points]
     return steps, returns

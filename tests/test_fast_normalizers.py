@@ -81,8 +81,8 @@ def test_trainer_envs_give_the_unmodified_wrappers_numbers(env_id):
             for i in np.flatnonzero(want[4]["_final_obs"]):
                 assert np.array_equal(want[4]["final_obs"][i], got[4]["final_obs"][i])
     assert ends >= 2
+    saved = train.normalizers(envs)
     for i, env in enumerate(reference.envs):
-        saved = train.normalizers(envs)
         for name in ("obs_rms", "return_rms"):
             stats = env.get_wrapper_attr(name)
             assert isinstance(saved[f"{name}_{i}"], OneSampleRunningMeanStd)
