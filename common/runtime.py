@@ -38,6 +38,15 @@ def layer_init(layer: nn.Module, std: float = np.sqrt(2), bias: float = 0.0) -> 
     # --8<-- [end:layer_init]
 
 
+def run_layers(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``layers(x)``, calling each layer's ``forward`` directly: the same arithmetic without
+    ``nn.Module.__call__``'s hook handling, which for one observation a step (a rollout) costs
+    about as much as the arithmetic. Module hooks do not fire, so use it only for acting."""
+    for layer in layers:
+        x = layer.forward(x)
+    return x
+
+
 @functools.cache
 def code_version() -> str:
     """The git commit of this checkout (``+dirty`` when tracked files changed), or ``unknown``.

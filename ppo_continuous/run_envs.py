@@ -46,7 +46,13 @@ class OneSampleRunningMeanStd(RunningMeanStd):
         if len(x) != 1:
             super().update(x)
             return
-        self.update_from_moments(x[0], np.zeros_like(x[0]), 1)
+        # update_mean_var_count_from_moments(mean, var, count, x[0], 0, 1), its terms in its order,
+        # less those that are exact no-ops with a batch of one: times 1, plus a zero variance.
+        delta = x[0] - self.mean
+        tot_count = self.count + 1
+        self.mean = self.mean + delta / tot_count
+        self.var = (self.var * self.count + np.square(delta) * self.count / tot_count) / tot_count
+        self.count = tot_count
 
 
 class RunningMeanStds:

@@ -40,13 +40,13 @@ from common.losses import (
     LossLog,
     OldPolicy,
     explained_variance,
-    minibatches,
     normalize_advantages,
     ppo_loss,
+    shuffled_minibatches,
 )
 from common.objectives import Objective, adapt_kl_beta
 from common.run import Run
-from common.runtime import layer_init, route_mujoco_warnings
+from common.runtime import layer_init, route_mujoco_warnings, run_layers
 from common.schedules import linear_anneal
 from common.validation import check_command_line, is_atari_id, make_env_or_usage_error
 from ppo_continuous.run_envs import OneSampleRunningMeanStd
@@ -178,8 +178,12 @@ def make_envs(
 
         return thunk
 
+    # copy=False: step returns the vector env's own observation array, not a deep copy of it;
+    # every caller copies it (into a buffer, or to a tensor) before the next step overwrites it.
     return gym.vector.SyncVectorEnv(
-        [make_one(i) for i in range(args.num_envs)], autoreset_mode=AutoresetMode.SAME_STEP
+        [make_one(i) for i in range(args.num_envs)],
+        autoreset_mode=AutoresetMode.SAME_STEP,
+        copy=False,
     )
 
 
@@ -238,8 +242,8 @@ class Agent(nn.Module):
         return self.critic(obs).squeeze(-1)
 
     def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sample a ~ N(mu(s), sigma); returns (action, mean)."""
-        mean = self.actor_mean(obs)
+        """Sample a ~ N(mu(s), sigma); returns (action, mean). For acting only (no module hooks)."""
+        mean = run_layers(self.actor_mean, obs)
         return mean + self.actor_log_std.exp() * torch.randn_like(mean), mean
 
     def evaluate(self, obs: torch.Tensor, actions: torch.Tensor):
@@ -265,38 +269,49 @@ class Rollout:
         self.terminations = torch.zeros(shape, dtype=torch.bool, device=device)
         self.truncations = torch.zeros_like(self.terminations)
         self.final_obs = torch.zeros_like(self.obs)  # normalised final obs of truncated episodes
+        # The rollout writes into NumPy arrays, copied into the buffers above once per iteration:
+        # a NumPy row write costs a fraction of a torch one, and there are five a step.
+        self.staged = {
+            name: np.zeros_like(buffer.cpu().numpy()) for name, buffer in self.buffers().items()
+        }
 
     def reset(self, seed: int) -> torch.Tensor:
         next_obs, _ = self.envs.reset(seed=seed)
-        return torch.as_tensor(next_obs, dtype=torch.float32, device=self.device)
+        # torch.tensor copies: with copy=False the vector env reuses its observation array
+        return torch.tensor(next_obs, dtype=torch.float32, device=self.device)
+
+    def buffers(self) -> dict[str, torch.Tensor]:
+        """What the rollout fills step by step, by name."""
+        return {"obs": self.obs, "actions": self.actions, "rewards": self.rewards,
+                "terminations": self.terminations, "truncations": self.truncations}  # fmt: skip
 
     def collect(self, agent: Agent, next_obs: torch.Tensor, run: Run) -> torch.Tensor:
         """T steps of a ~ pi_old(.|s) in each env; finished episodes are logged. Returns s_T."""
         device = self.device
-        shape = (self.num_steps, self.num_envs)
-        rewards = np.zeros(shape, dtype=np.float32)
-        terminations, truncations = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
-        for step in range(self.num_steps):
-            run.state.global_step += run.total_envs  # every rank's envs step together
-            self.obs[step] = next_obs
-            with torch.inference_mode():  # no_grad, and no version counters on the new tensors
-                action, _ = agent.act(next_obs)
-            self.actions[step] = action
-            next_obs_np, reward, terminated, truncated, info = self.envs.step(action.cpu().numpy())
-            rewards[step], terminations[step], truncations[step] = reward, terminated, truncated
-            next_obs = torch.as_tensor(next_obs_np, dtype=torch.float32, device=device)
-            if "final_info" in info:  # some env ended this step and was reset
-                if self.bootstrap_truncated:  # V(final obs) stands in for V(s_{t+1})
-                    for i in np.flatnonzero(truncated):
-                        self.final_obs[step, i] = torch.as_tensor(info["final_obs"][i], device=device)  # fmt: skip
-                episode = info["final_info"]["episode"]
-                for i in np.flatnonzero(info["final_info"]["_episode"]):
-                    run.log_episode(episode["r"][i], episode["l"][i])
-        # One copy each per iteration rather than three small ones per step (torch overhead).
-        self.rewards.copy_(torch.from_numpy(rewards))
-        self.terminations.copy_(torch.from_numpy(terminations))
-        self.truncations.copy_(torch.from_numpy(truncations))
-        return next_obs
+        staged = self.staged
+        obs, actions = staged["obs"], staged["actions"]
+        obs[0] = next_obs.cpu().numpy()
+        with torch.inference_mode():  # no_grad, and no version counters on the new tensors
+            for step in range(self.num_steps):
+                run.state.global_step += run.total_envs  # every rank's envs step together
+                action, _ = agent.act(torch.from_numpy(obs[step]).to(device))
+                action = action.cpu().numpy()
+                actions[step] = action
+                next_obs_np, reward, terminated, truncated, info = self.envs.step(action)
+                staged["rewards"][step], staged["terminations"][step] = reward, terminated
+                staged["truncations"][step] = truncated
+                if step + 1 < self.num_steps:
+                    obs[step + 1] = next_obs_np
+                if "final_info" in info:  # some env ended this step and was reset
+                    if self.bootstrap_truncated:  # V(final obs) stands in for V(s_{t+1})
+                        for i in np.flatnonzero(truncated):
+                            self.final_obs[step, i] = torch.as_tensor(info["final_obs"][i])
+                    episode = info["final_info"]["episode"]
+                    for i in np.flatnonzero(info["final_info"]["_episode"]):
+                        run.log_episode(episode["r"][i], episode["l"][i])
+        for name, buffer in self.buffers().items():
+            buffer.copy_(torch.from_numpy(staged[name]))
+        return torch.tensor(next_obs_np, dtype=torch.float32, device=device)  # a copy, as reset's
 
     def flat_obs(self) -> torch.Tensor:
         return self.obs.reshape(-1, self.obs_dim)
@@ -316,6 +331,18 @@ class Batch:
     advantages: torch.Tensor
     old: OldPolicy
 
+    def __len__(self) -> int:
+        return len(self.advantages)
+
+    def __getitem__(self, index: torch.Tensor | slice) -> Batch:
+        """The samples at ``index``: a minibatch, or the batch in another order."""
+        return Batch(self.obs[index], self.actions[index], self.means[index], self.log_stds[index],
+                     self.advantages[index], self.old[index])  # fmt: skip
+
+    @property
+    def device(self) -> torch.device:
+        return self.obs.device
+
 
 # --8<-- [start:minibatch_update]
 def update(
@@ -331,22 +358,21 @@ def update(
     """K epochs of minibatch steps on eq. 9 (Algorithm 1's "optimise L wrt theta"); with several
     ranks (``world``) each takes its minibatch of its own batch and they average the gradients."""
     losses = LossLog()
-    for mb in minibatches(len(batch.advantages), args.num_minibatches, args.update_epochs,
-                          batch.obs.device, losses, args.target_kl, world):  # fmt: skip
-        new_log_prob, entropy, new_values, mean, log_std = agent.evaluate(
-            batch.obs[mb], batch.actions[mb]
-        )
-        advantages = batch.advantages[mb]
+    parameters = list(agent.parameters())  # once, not a walk over the modules per minibatch
+    for mb in shuffled_minibatches(batch, args.num_minibatches, args.update_epochs, losses,
+                                   args.target_kl, world):  # fmt: skip
+        new_log_prob, entropy, new_values, mean, log_std = agent.evaluate(mb.obs, mb.actions)
+        advantages = mb.advantages
         if args.norm_adv:  # per minibatch (all ranks'), as ppo2 and CleanRL (the paper is silent)
             advantages = normalize_advantages(advantages, world=world)
-        kl = gaussian_kl(batch.means[mb], batch.log_stds[mb], mean, log_std)
+        kl = gaussian_kl(mb.means, mb.log_stds, mean, log_std)
         loss, mb_stats = ppo_loss(
-            loss_config, batch.old[mb], advantages, new_log_prob, new_values, entropy, kl,
+            loss_config, mb.old, advantages, new_log_prob, new_values, entropy, kl,
             clip_coef=args.clip_coef, kl_beta=kl_beta,
         )  # fmt: skip
         # backward, the mean gradient over the ranks, clip its norm, step; Diverged (and no step)
         # if not finite
-        gradient_step(optimizer, loss, agent.parameters(), args.max_grad_norm, global_step, world)
+        gradient_step(optimizer, loss, parameters, args.max_grad_norm, global_step, world)
         losses.add(mb_stats)
     return losses
     # --8<-- [end:minibatch_update]

@@ -73,7 +73,8 @@ def update(batch: trainer.Batch, minibatches: list[torch.Tensor], world=None) ->
     agent = trainer.Agent(OBS, ACT)
     args = replace(trainer.Args(), num_minibatches=MINIBATCHES, update_epochs=EPOCHS)
     optimizer = torch.optim.Adam(agent.parameters(), lr=3e-3, eps=1e-5)
-    trainer.minibatches = lambda *_args, **_kw: iter(minibatches)  # the fixed partition
+    # the fixed partition, in place of each epoch's random one
+    trainer.shuffled_minibatches = lambda batch, *_args, **_kw: (batch[mb] for mb in minibatches)
     trainer.update(agent, optimizer, batch, args, LossConfig.from_args(args), 1.0, 0, world)
     return agent
 

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pytest
 import torch
 
 from common.losses import (
     LossConfig,
+    LossLog,
     OldPolicy,
     approx_kl,
     clip_fraction,
     explained_variance,
+    minibatches,
     normalize_advantages,
     ppo_loss,
+    shuffled_minibatches,
     value_loss,
 )
 from common.objectives import clipped_surrogate, kl_penalty_surrogate
@@ -209,3 +213,54 @@ def test_ppo_loss_gradient_flows_to_policy_and_value_not_old():
     assert torch.allclose(new_values.grad, 0.5 * (new_values - x["returns"]).detach() / n)
     assert torch.allclose(entropy.grad, torch.full((n,), -0.01 / n))
     assert x["new_log_prob"].grad.abs().sum() > 0
+
+
+@dataclass
+class Rows:
+    """A minimal batch for ``shuffled_minibatches``: sample i is row i of ``data``."""
+
+    data: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index) -> Rows:
+        return Rows(self.data[index])
+
+    @property
+    def device(self) -> torch.device:
+        return self.data.device
+
+
+@pytest.mark.parametrize("batch_size", [64, 70])  # 70: the last minibatch of each epoch is short
+def test_shuffled_minibatches_hold_the_samples_minibatches_index(batch_size):
+    """The same random numbers give the same minibatches, sample for sample, epoch after epoch."""
+    data = torch.randn(batch_size, 3)
+    torch.manual_seed(4)
+    indexed = [data[mb] for mb in minibatches(batch_size, 8, 3, data.device, LossLog())]
+    torch.manual_seed(4)
+    sliced = [mb.data for mb in shuffled_minibatches(Rows(data), 8, 3, LossLog())]
+    assert len(sliced) == len(indexed) == 3 * math.ceil(batch_size / (batch_size // 8))
+    for got, want in zip(sliced, indexed, strict=True):
+        assert torch.equal(got, want)
+    # each epoch visits every sample once
+    per_epoch = len(sliced) // 3
+    assert sorted(torch.cat(sliced[:per_epoch])[:, 0].tolist()) == sorted(data[:, 0].tolist())
+
+
+@pytest.mark.parametrize("kls, epochs_run", [([0.001, 0.001, 0.001], 3), ([0.001, 0.02, 0.001], 2)])
+def test_shuffled_minibatches_stop_after_the_epoch_whose_last_kl_exceeds_the_target(
+    kls, epochs_run
+):
+    """--target-kl: the epochs stop after the first one whose last minibatch's approx_kl is above
+    it (a high KL earlier in an epoch does not count)."""
+    log, seen = LossLog(), []
+    for i, _mb in enumerate(
+        shuffled_minibatches(Rows(torch.zeros(16, 1)), 4, 3, log, target_kl=0.01)
+    ):
+        epoch, last_of_epoch = i // 4, i % 4 == 3
+        seen.append(epoch)
+        kl = kls[epoch] if last_of_epoch else 1.0
+        log.add({"approx_kl": torch.tensor(kl)})
+    assert sorted(set(seen)) == list(range(epochs_run))
+    assert len(seen) == 4 * epochs_run
