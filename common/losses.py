@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import torch
 
 from common.distributed import World
 from common.objectives import Objective, policy_loss
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11
 
 
 # --8<-- [start:normalize_advantages]
@@ -76,7 +79,7 @@ class OldPolicy:
     values: torch.Tensor
     returns: torch.Tensor
 
-    def __getitem__(self, index: torch.Tensor) -> OldPolicy:
+    def __getitem__(self, index: torch.Tensor | slice) -> OldPolicy:
         return OldPolicy(self.log_probs[index], self.values[index], self.returns[index])
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import gymnasium as gym
 import numpy as np
@@ -179,7 +179,7 @@ def make_envs(
         return thunk
 
     # copy=False: step returns the vector env's own observation array, not a deep copy of it;
-    # every caller copies it (into a buffer, or to a tensor) before the next step overwrites it.
+    # the next step overwrites it, so every caller copies it or is done with it before then.
     return gym.vector.SyncVectorEnv(
         [make_one(i) for i in range(args.num_envs)],
         autoreset_mode=AutoresetMode.SAME_STEP,
@@ -272,7 +272,8 @@ class Rollout:
         # The rollout writes into NumPy arrays, copied into the buffers above once per iteration:
         # a NumPy row write costs a fraction of a torch one, and there are five a step.
         self.staged = {
-            name: np.zeros_like(buffer.cpu().numpy()) for name, buffer in self.buffers().items()
+            name: torch.zeros_like(buffer, device="cpu").numpy()
+            for name, buffer in self.buffers().items()
         }
 
     def reset(self, seed: int) -> torch.Tensor:
@@ -283,29 +284,32 @@ class Rollout:
     def buffers(self) -> dict[str, torch.Tensor]:
         """What the rollout fills step by step, by name."""
         return {"obs": self.obs, "actions": self.actions, "rewards": self.rewards,
-                "terminations": self.terminations, "truncations": self.truncations}  # fmt: skip
+                "terminations": self.terminations, "truncations": self.truncations,
+                "final_obs": self.final_obs}  # fmt: skip
 
     def collect(self, agent: Agent, next_obs: torch.Tensor, run: Run) -> torch.Tensor:
         """T steps of a ~ pi_old(.|s) in each env; finished episodes are logged. Returns s_T."""
         device = self.device
         staged = self.staged
-        obs, actions = staged["obs"], staged["actions"]
+        obs, actions, rewards = staged["obs"], staged["actions"], staged["rewards"]
+        terminations, truncations = staged["terminations"], staged["truncations"]
         obs[0] = next_obs.cpu().numpy()
         with torch.inference_mode():  # no_grad, and no version counters on the new tensors
             for step in range(self.num_steps):
                 run.state.global_step += run.total_envs  # every rank's envs step together
-                action, _ = agent.act(torch.from_numpy(obs[step]).to(device))
+                # torch.tensor copies: a view into obs would start at an arbitrary byte offset,
+                # and the matrix product's rounding can depend on its input's alignment.
+                action, _ = agent.act(torch.tensor(obs[step], device=device))
                 action = action.cpu().numpy()
                 actions[step] = action
                 next_obs_np, reward, terminated, truncated, info = self.envs.step(action)
-                staged["rewards"][step], staged["terminations"][step] = reward, terminated
-                staged["truncations"][step] = truncated
-                if step + 1 < self.num_steps:
+                rewards[step], terminations[step], truncations[step] = reward, terminated, truncated
+                if step + 1 < self.num_steps:  # s_{t+1} is the next row; the last is s_T, returned
                     obs[step + 1] = next_obs_np
                 if "final_info" in info:  # some env ended this step and was reset
                     if self.bootstrap_truncated:  # V(final obs) stands in for V(s_{t+1})
                         for i in np.flatnonzero(truncated):
-                            self.final_obs[step, i] = torch.as_tensor(info["final_obs"][i])
+                            staged["final_obs"][step, i] = info["final_obs"][i]
                     episode = info["final_info"]["episode"]
                     for i in np.flatnonzero(info["final_info"]["_episode"]):
                         run.log_episode(episode["r"][i], episode["l"][i])
@@ -336,8 +340,7 @@ class Batch:
 
     def __getitem__(self, index: torch.Tensor | slice) -> Batch:
         """The samples at ``index``: a minibatch, or the batch in another order."""
-        return Batch(self.obs[index], self.actions[index], self.means[index], self.log_stds[index],
-                     self.advantages[index], self.old[index])  # fmt: skip
+        return Batch(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
     @property
     def device(self) -> torch.device:

@@ -233,19 +233,22 @@ class Rows:
 
 
 @pytest.mark.parametrize("batch_size", [64, 70])  # 70: the last minibatch of each epoch is short
-def test_shuffled_minibatches_hold_the_samples_minibatches_index(batch_size):
-    """The same random numbers give the same minibatches, sample for sample, epoch after epoch."""
+def test_minibatches_are_each_epochs_random_order_in_chunks(batch_size):
+    """Both samplers give epoch e's minibatches as consecutive chunks of the batch in the order
+    of the e-th ``torch.randperm``: a new order each epoch, every sample once per epoch."""
     data = torch.randn(batch_size, 3)
+    size = batch_size // 8
+    torch.manual_seed(4)
+    orders = [torch.randperm(batch_size) for _ in range(3)]
+    expected = [data[order[start : start + size]] for order in orders
+                for start in range(0, batch_size, size)]  # fmt: skip
     torch.manual_seed(4)
     indexed = [data[mb] for mb in minibatches(batch_size, 8, 3, data.device, LossLog())]
     torch.manual_seed(4)
     sliced = [mb.data for mb in shuffled_minibatches(Rows(data), 8, 3, LossLog())]
-    assert len(sliced) == len(indexed) == 3 * math.ceil(batch_size / (batch_size // 8))
-    for got, want in zip(sliced, indexed, strict=True):
-        assert torch.equal(got, want)
-    # each epoch visits every sample once
-    per_epoch = len(sliced) // 3
-    assert sorted(torch.cat(sliced[:per_epoch])[:, 0].tolist()) == sorted(data[:, 0].tolist())
+    assert len(indexed) == len(sliced) == len(expected) == 3 * math.ceil(batch_size / size)
+    for got_indexed, got_sliced, want in zip(indexed, sliced, expected, strict=True):
+        assert torch.equal(got_indexed, want) and torch.equal(got_sliced, want)
 
 
 @pytest.mark.parametrize("kls, epochs_run", [([0.001, 0.001, 0.001], 3), ([0.001, 0.02, 0.001], 2)])
