@@ -41,7 +41,8 @@ def layer_init(layer: nn.Module, std: float = np.sqrt(2), bias: float = 0.0) -> 
 def run_layers(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """``layers(x)``, calling each layer's ``forward`` directly: the same arithmetic without
     ``nn.Module.__call__``'s hook handling, which for one observation a step (a rollout) costs
-    about as much as the arithmetic. Module hooks do not fire, so use it only for acting."""
+    about as much as the arithmetic. Module hooks do not fire, so use it only for acting;
+    ``train()``/``eval()`` still apply, as they act inside each layer's ``forward``."""
     for layer in layers:
         x = layer.forward(x)
     return x
