@@ -156,45 +156,8 @@ class LossLog:
         }
 
 
-def epoch_orders(
-    batch_size: int,
-    epochs: int,
-    device: torch.device,
-    log: LossLog,
-    target_kl: float | None = None,
-    world: World | None = None,
-) -> Iterator[torch.Tensor]:
-    """A new random order of the batch for each of K epochs of minibatch SGD (Algorithm 1).
-
-    With ``target_kl`` (CleanRL's option), the epochs stop early after one whose last minibatch
-    logged an ``approx_kl`` above it (its mean over the ranks, so all ranks stop together).
-    """
-    for _epoch in range(epochs):
-        yield torch.randperm(batch_size, device=device)
-        if target_kl is None:
-            continue
-        last_kl = log.minibatches[-1]["approx_kl"]
-        if (world.mean(float(last_kl)) if world is not None else last_kl) > target_kl:
-            return
-
-
-def minibatches(
-    batch_size: int,
-    num_minibatches: int,
-    epochs: int,
-    device: torch.device,
-    log: LossLog,
-    target_kl: float | None = None,
-    world: World | None = None,
-) -> Iterator[torch.Tensor]:
-    """The sample indices of each minibatch, epoch after epoch (``epoch_orders``, in chunks)."""
-    minibatch_size = batch_size // num_minibatches
-    for order in epoch_orders(batch_size, epochs, device, log, target_kl, world):
-        yield from order.split(minibatch_size)
-
-
 class Indexable(Protocol):
-    """A batch of samples, as ``shuffled_minibatches`` takes it."""
+    """A batch of samples, as ``shuffled_minibatches`` takes it (a tensor is one)."""
 
     @property
     def device(self) -> torch.device: ...
@@ -215,17 +178,39 @@ def shuffled_minibatches(
     target_kl: float | None = None,
     world: World | None = None,
 ) -> Iterator[BatchT]:
-    """``minibatches``' samples, as consecutive slices of the batch put in each epoch's order.
+    """K epochs of minibatch SGD (Algorithm 1): each epoch puts the batch in a new random order
+    and hands out consecutive slices of it, so each sample is in one minibatch per epoch.
 
-    The same minibatches from the same random numbers, but one gather per tensor per epoch instead
-    of one per minibatch: for a small network (64-sample minibatches) that is a share of the update.
+    One gather per tensor per epoch rather than one per minibatch: for a small network (64-sample
+    minibatches) that is a share of the update. With ``target_kl`` (CleanRL's option), the epochs
+    stop early after one whose last minibatch logged an ``approx_kl`` above it (its mean over the
+    ranks, so all ranks stop together).
     """
     size = len(batch)
     minibatch_size = size // num_minibatches
-    for order in epoch_orders(size, epochs, batch.device, log, target_kl, world):
-        shuffled = batch[order]
+    for _epoch in range(epochs):
+        shuffled = batch[torch.randperm(size, device=batch.device)]
         for start in range(0, size, minibatch_size):
             yield shuffled[start : start + minibatch_size]
+        if target_kl is None:
+            continue
+        last_kl = log.minibatches[-1]["approx_kl"]
+        if (world.mean(float(last_kl)) if world is not None else last_kl) > target_kl:
+            return
+
+
+def minibatches(
+    batch_size: int,
+    num_minibatches: int,
+    epochs: int,
+    device: torch.device,
+    log: LossLog,
+    target_kl: float | None = None,
+    world: World | None = None,
+) -> Iterator[torch.Tensor]:
+    """``shuffled_minibatches``' sample indices, for a batch that is indexed minibatch by minibatch."""
+    indices = torch.arange(batch_size, device=device)
+    return shuffled_minibatches(indices, num_minibatches, epochs, log, target_kl, world)
 
 
 def approx_kl(log_ratio: torch.Tensor, ratio: torch.Tensor) -> dict[str, torch.Tensor]:
