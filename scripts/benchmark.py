@@ -26,7 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from presets import REPO, Preset, presets, run_prefix
-from records import RECORDS, RESULT_STATUSES, Record, key_of, read_summary, result_of_run, status_of
+from records import (
+    RECORDS,
+    RESULT_STATUSES,
+    Record,
+    key_of,
+    read_summary,
+    result_of_run,
+    shared_records,
+    status_of,
+)
 
 from common.cli import UsageError, parse_args, require_choice, require_registered_env
 from common.distributed import torchrun
@@ -115,10 +124,12 @@ def find_run_dir(runs_dir: Path, env_id: str, variant: str, seed: int) -> Path |
 def plan(args: Args, preset: Preset, runs_dir: Path, record: Record | None = None) -> list[Run]:
     """Every run of the sweep, with its command and its state.
 
-    A run in the results record is done wherever its folder is (a fresh machine has none); one
-    whose folder says it ended (finished or diverged) only needs recording; one with a checkpoint
-    resumes; the rest are new.
+    A run in the results record is done wherever its folder is (a fresh machine has none), and so
+    is a run of a shared variant in the record of the preset it is shared with; one whose folder
+    says it ended (finished or diverged) only needs recording; one with a checkpoint resumes; the
+    rest are new.
     """
+    shared = shared_records(record, preset.shared) if record is not None else {}
     tracking = ["--track", "--wandb-project-name", args.wandb_project_name] if args.track else []
     if args.track and args.wandb_entity:
         tracking += ["--wandb-entity", args.wandb_entity]
@@ -141,7 +152,8 @@ def plan(args: Args, preset: Preset, runs_dir: Path, record: Record | None = Non
                 script = str(preset.script(variant))
                 run = Run(env_id, seed, variant, [*python, script, *flags], "new", runs_dir)
                 run_dir = run.run_dir()
-                if record is not None and (env_id, variant, seed) in record:
+                key = (env_id, variant, seed)
+                if record is not None and (key in record or key in shared.get(variant, ())):
                     state = "recorded"
                 elif run.status() in RESULT_STATUSES:
                     state = "finished"

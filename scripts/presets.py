@@ -61,6 +61,9 @@ class Preset:
     """a variant's script in the trainer's folder when it is not ``train.py`` (TRPO: ``trpo.py``)"""
     reported_with: str | None = None
     """the preset whose results page also shows this preset's record (it has no page of its own)"""
+    shared: dict[str, str] = field(default_factory=dict)
+    """variant -> the recorded preset that runs it with the same flags: a run of it in either
+    record is done for both sweeps, and this preset's page shows that preset's runs of it too"""
 
     def script(self, variant: str) -> Path:
         return REPO / self.trainer / self.scripts.get(variant, "train.py")
@@ -93,15 +96,20 @@ SMOKE_FIGURE3_FLAGS: dict[str, list[str]] = {
 
 
 def presets() -> dict[str, Preset]:
+    return check_shared(all_presets())
+
+
+def all_presets() -> dict[str, Preset]:
     table1 = {name: flags for name, (flags, _) in TABLE1_VARIANTS.items()}
     figure3 = {name: flags for name, (flags, _) in FIGURE3_VARIANTS.items()}
     figure3_smoke = {name: [*flags, *SMOKE_FIGURE3_FLAGS[name]] for name, flags in figure3.items()}
     return {
         "paper-table1": Preset("ppo_continuous", MUJOCO_TABLE1, (1, 2, 3), table1,
                                ["--total-timesteps", "1000000", "--no-clip-vloss"], recorded=True),
+        # Figure 3's PPO (Clip) is Table 1's clip_0.2, run once for both (21 runs fewer to run).
         "paper-figure3": Preset("ppo_continuous", MUJOCO_TABLE1, (1, 2, 3), figure3,
                                 ["--total-timesteps", "1000000"], recorded=True,
-                                scripts=FIGURE3_SCRIPTS),
+                                scripts=FIGURE3_SCRIPTS, shared={"clip_0.2": "paper-table1"}),
         "paper-atari49": Preset(
             "ppo_atari", atari49_ids(), (1, 2, 3),
             {"ppo_table5": ["--update-epochs", "3", "--vf-coef", "2", "--anneal-clip", "--no-clip-vloss"]},
@@ -124,6 +132,38 @@ def presets() -> dict[str, Preset]:
         "smoke-figure3": Preset("ppo_continuous", ("Pendulum-v1",), (1,), figure3_smoke,
                                 ["--total-timesteps", "4000"], scripts=FIGURE3_SCRIPTS),
     }  # fmt: skip
+
+
+def flag_groups(flags: list[str]) -> list[tuple[str, ...]]:
+    """The flags as (flag, its values...) groups in sorted order: equal for the same run settings."""
+    groups: list[list[str]] = []
+    for token in flags:
+        if token.startswith("--") or not groups:
+            groups.append([token])
+        else:
+            groups[-1].append(token)
+    return sorted(tuple(group) for group in groups)
+
+
+def run_flags(preset: Preset, variant: str) -> list[tuple[str, ...]]:
+    """What a run of ``variant`` is given besides its env, seed and folder (see ``flag_groups``)."""
+    return flag_groups([*preset.common_flags, *preset.variants[variant]])
+
+
+def check_shared(known: dict[str, Preset]) -> dict[str, Preset]:
+    """The presets, once every shared variant is known to run the same way in both presets."""
+    for name, preset in known.items():
+        for variant, source in preset.shared.items():
+            mine, theirs = (
+                (p.script(variant).relative_to(REPO), run_flags(p, variant))
+                for p in (preset, known[source])
+            )
+            if mine != theirs:
+                raise ValueError(
+                    f"{name}'s {variant} is shared with {source} but does not run the same: "
+                    f"{mine} against {theirs}"
+                )
+    return known
 
 
 def variant_label(variant: str) -> str:

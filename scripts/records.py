@@ -107,6 +107,14 @@ class Record:
         return [{**self.rows[k], "curve": self.curves.get(k)} for k in sorted(self.rows)]
 
 
+def shared_records(record: Record, shared: dict[str, str]) -> dict[str, Record]:
+    """Variant -> the record of the preset it is shared with, the folder beside ``record``'s
+    (``Preset.shared``: Figure 3's clip_0.2 runs are in paper-table1's record)."""
+    return {
+        variant: Record.load(record.folder.parent / source) for variant, source in shared.items()
+    }
+
+
 def format_cell(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""

@@ -27,7 +27,7 @@ import numpy as np
 from atari_tables import atari_lines
 from curves import trailing_mean
 from presets import REPO, presets, variant_order
-from records import RECORDS, Record, read_summary, result_of_run
+from records import RECORDS, Record, key_of, read_summary, result_of_run, shared_records
 from table1 import measure_random_scores, read_random_scores, table1_lines
 
 from common.cli import UsageError, parse_args, require_positive
@@ -113,6 +113,12 @@ def runs_lines(rows: list[dict[str, Any]]) -> list[str]:
             f"- {runner} runner: {len(mine)} runs, wall time per run median {np.median(wall) / 60:.0f} minutes"
             f"{shared}; SPS per run median {np.median(sps):.0f}, range {min(sps):.0f} to {max(sps):.0f}."
         )
+    for source in by_key("shared_from"):
+        mine = [r for r in rows if r.get("shared_from") == source]
+        if mine:
+            settings = ", ".join(sorted({r["variant"] for r in mine}))
+            lines.append(f"- {len(mine)} of these runs ({settings}) are {source}'s: the same "
+                         "setting with the same flags, run once for both pages.")  # fmt: skip
     if not lines:
         return []
     return ["Runs:", "", *lines,
@@ -337,6 +343,7 @@ def main(args: Args) -> None:
     out = Path(args.out) if args.out else RESULTS
     for preset, records in pages_of_records(Path(args.record_dir)).items():
         rows = [row for folder in records for row in Record.load(folder).results()]
+        rows += shared_rows(records, rows)
         expected = expected_runs([folder.name for folder in records])
         plots = write_page(
             rows, args, f"Results: {preset}", out / f"{preset}.md", out / "img" / preset, expected
@@ -355,6 +362,25 @@ def pages_of_records(record_dir: Path) -> dict[str, list[Path]]:
         page = known[preset].reported_with if preset in known else None
         pages[page or preset].append(runs.parent)
     return dict(sorted(pages.items()))
+
+
+def shared_rows(folders: list[Path], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs of the records' shared variants that the records themselves lack, from the records
+    of the presets they are shared with (Figure 3's clip_0.2 from paper-table1's), each marked
+    with ``shared_from``."""
+    known, have, found = presets(), {key_of(r) for r in rows}, []
+    for folder in folders:
+        preset = known.get(folder.name)
+        if preset is None:
+            continue
+        for variant, source in shared_records(Record(folder), preset.shared).items():
+            for row in source.results():
+                key = key_of(row)
+                planned = row["env_id"] in preset.env_ids and row["seed"] in preset.seeds
+                if row["variant"] == variant and planned and key not in have:
+                    found.append({**row, "shared_from": source.folder.name})
+                    have.add(key)
+    return found
 
 
 def expected_runs(names: list[str]) -> int | None:

@@ -111,6 +111,42 @@ def test_report_draws_figure3_and_tabulates_the_final_scores(tmp_path):
     assert walker[LABELS.index("TRPO") + 1] == "1201.5 [1201.0, 1202.0] (n=2)"
 
 
+def test_figure3_shows_table1_clip_runs_it_lacks_and_keeps_its_own(tmp_path):
+    """Figure 3's page takes PPO (Clip) runs from paper-table1's record where its own record has
+    none, says so, and keeps its own run where both have one; Table 1's page is unchanged."""
+    records = tmp_path / "records"
+    planted_record(records / "paper-figure3")  # Hopper and Walker2d, seeds 1 and 2
+    table1 = Record(records / "paper-table1")
+    for env_id, variant, seed, final in [("Hopper-v5", "clip_0.2", 1, -50.0), ("Hopper-v5", "clip_0.2", 3, 5000.0),
+                                         ("Swimmer-v5", "clip_0.2", 1, 90.0), ("Swimmer-v5", "clip_0.1", 1, 70.0)]:  # fmt: skip
+        row = {"env_id": env_id, "variant": variant, "seed": seed, "status": "finished",
+               "global_step": 20_000, "total_timesteps": 20_000, "episodes": 20,
+               "mean_return_all_training": final / 2, "mean_return_last_100": final,
+               "wall_time_s": 10.0, "sps": 2000.0, "commit": "def5678", "host": "test",
+               "run_name": f"{env_id}__{variant}__{seed}__2", "runner": "batched"}  # fmt: skip
+        table1.add(row, {"steps": [1000, 2000], "returns": [0.0, final]})
+    table1.save()
+    out = tmp_path / "out"
+    report.main(report.Args(record_dir=str(records), out=str(out)))
+    text = (out / "paper-figure3.md").read_text()
+    assert "Runs: 22 of 105, 0 diverged." in text
+    assert "- 2 of these runs (clip_0.2) are paper-table1's" in text
+    cells = {line.split(" | ")[0][2:]: line.strip("| ").split(" | ")[1:] for line in text.splitlines()
+             if line.startswith("| ") and "-v5 |" in line}  # fmt: skip
+    # Hopper: its own seeds 1 and 2 (101, 102) and Table 1's seed 3 (5000), not Table 1's seed 1.
+    assert (
+        cells["Hopper-v5"][0].startswith(f"{(101 + 102 + 5000) / 3:.1f} [")
+        and "(n=3)" in cells["Hopper-v5"][0]
+    )
+    assert cells["Swimmer-v5"] == ["90.0 [90.0, 90.0] (n=1)"] + ["n/a"] * 4
+    table1_page = (out / "paper-table1.md").read_text()
+    assert (
+        "trpo" not in table1_page
+        and "Figure 3" not in table1_page
+        and "4 runs (4 finished)" in table1_page
+    )
+
+
 def test_an_empty_figure3_record_is_a_page_not_a_crash(tmp_path):
     Record(tmp_path / "records" / "paper-figure3").save()  # runs.csv with its header alone
     out = tmp_path / "out"

@@ -25,6 +25,17 @@ def row(env_id, variant, seed, last=1.0, status="finished"):
             "run_name": f"{env_id}__{variant}__{seed}__1", "runner": "single"}  # fmt: skip
 
 
+def planned_runs(stdout: str) -> set[tuple[str, str, int]]:
+    """(env, variant, seed) of every ``[new]`` line of a dry run."""
+    planned = set()
+    for line in stdout.splitlines():
+        if line.startswith("[new]"):
+            words = line.split()
+            planned.add((words[words.index("--env-id") + 1], words[words.index("--exp-name") + 1],
+                         int(words[words.index("--seed") + 1])))  # fmt: skip
+    return planned
+
+
 def test_record_round_trip(tmp_path):
     record = records.Record(tmp_path / "rec")
     record.add(
@@ -74,17 +85,62 @@ def test_launcher_plans_exactly_the_runs_missing_from_the_record(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "231 runs: 5 in the record, 0 finished, 0 to resume, 226 new" in result.stdout
-    planned = set()
-    for line in result.stdout.splitlines():
-        if line.startswith("[new]"):
-            words = line.split()
-            planned.add((words[words.index("--env-id") + 1], words[words.index("--exp-name") + 1],
-                         int(words[words.index("--seed") + 1])))  # fmt: skip
-    sys.path.insert(0, str(REPO / "scripts"))
+    planned = planned_runs(result.stdout)
     from presets import MUJOCO_TABLE1, TABLE1_VARIANTS
 
     everything = {(e, v, s) for e in MUJOCO_TABLE1 for v in TABLE1_VARIANTS for s in (1, 2, 3)}
     assert planned == everything - set(done) - {("Walker2d-v5", "no_clip", 1)}
+
+
+def test_figure3_takes_its_ppo_runs_from_the_table1_record(tmp_path):
+    """Figure 3's PPO (Clip) is Table 1's clip_0.2: a run of it in paper-table1's record (the
+    folder beside Figure 3's) is not run again; Table 1's other settings count for nothing."""
+    table1 = records.Record(tmp_path / "records" / "paper-table1")
+    for key in [("Hopper-v5", "clip_0.2", 2), ("Swimmer-v5", "clip_0.2", 1), ("Swimmer-v5", "clip_0.1", 3),
+                ("Hopper-v5", "no_clip", 1)]:  # fmt: skip
+        table1.add(row(*key), {"steps": [1], "returns": [0.0]})
+    table1.save()
+    figure3 = records.Record(tmp_path / "records" / "paper-figure3")
+    for key in [("Hopper-v5", "clip_0.2", 1), ("Hopper-v5", "trpo", 1)]:
+        figure3.add(row(*key), {"steps": [1], "returns": [0.0]})
+    figure3.save()
+    result = subprocess.run(
+        [sys.executable, LAUNCHER, "--preset", "paper-figure3", "--dry-run", "--runs-dir", str(tmp_path / "runs"),
+         "--record-dir", str(tmp_path / "records" / "paper-figure3")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "105 runs: 4 in the record, 0 finished, 0 to resume, 101 new" in result.stdout
+    from presets import FIGURE3_VARIANTS, MUJOCO_TABLE1
+
+    everything = {(e, v, s) for e in MUJOCO_TABLE1 for v in FIGURE3_VARIANTS for s in (1, 2, 3)}
+    done = {("Hopper-v5", "clip_0.2", 1), ("Hopper-v5", "trpo", 1), ("Hopper-v5", "clip_0.2", 2),
+            ("Swimmer-v5", "clip_0.2", 1)}  # fmt: skip
+    assert planned_runs(result.stdout) == everything - done
+
+
+def test_a_shared_setting_must_run_the_same_in_both_presets():
+    import dataclasses
+
+    from presets import check_shared, presets
+
+    known = presets()
+    assert known["paper-figure3"].shared == {"clip_0.2": "paper-table1"}
+    longer = ["--total-timesteps", "2000000", "--no-clip-vloss"]
+    changed = {
+        **known,
+        "paper-table1": dataclasses.replace(known["paper-table1"], common_flags=longer),
+    }
+    with pytest.raises(ValueError, match="paper-figure3's clip_0.2 is shared with paper-table1"):
+        check_shared(changed)
+    elsewhere = {
+        **known,
+        "paper-figure3": dataclasses.replace(
+            known["paper-figure3"], scripts={"clip_0.2": "trpo.py"}
+        ),
+    }
+    with pytest.raises(ValueError, match="does not run the same"):
+        check_shared(elsewhere)
 
 
 def test_a_sweep_records_its_runs_and_a_relaunch_elsewhere_runs_nothing(tmp_path):
