@@ -115,6 +115,29 @@ def incomplete_note(counted: int, expected_runs: int | None, variants: int) -> l
     ]
 
 
+def headline(
+    ours: dict[str, dict[str, Any]],
+    intervals: dict[str, tuple[float, float]],
+    counted: int,
+    expected_runs: int | None,
+) -> str:
+    """One sentence for the README: the best setting here, where the paper's best (clipping at
+    0.2) and no clipping land, each with its score, interval and rank, and the runs counted."""
+    our_ranks = ranks({v: d["score"] for v, d in ours.items()})
+    paper_ranks = ranks(paper_table1())
+
+    def cell(v: str) -> str:
+        low, high = intervals[v]
+        paper = paper_ranks.get(variant_label(v), "n/a")
+        return (f"{variant_label(v)}: {fmt(ours[v]['score'])} [{fmt(low)}, {fmt(high)}], "
+                f"rank {our_ranks[v]} of {len(ours)} (paper: rank {paper})")  # fmt: skip
+
+    best = min(ours, key=lambda v: (our_ranks[v], variant_order(v)))
+    shown = [best] + [v for v in ("clip_0.2", "no_clip") if v in ours and v != best]
+    runs = f"{counted} of {expected_runs} runs" if expected_runs else f"{counted} runs"
+    return f"**Headline ({runs}).** " + "; ".join(cell(v) for v in shown) + "."
+
+
 def table1_lines(
     rows: list[dict[str, Any]], random_scores: dict[str, float], expected_runs: int | None = None
 ) -> list[str]:
@@ -130,6 +153,7 @@ def table1_lines(
         if r.get("status") == "diverged":
             diverged[r["variant"]] += 1
     counted = sum(d["runs"] for d in ours.values())
+    intervals = {v: bootstrap_interval(per_variant[v]) for v in variants}
     lines = [
         "Score: mean return over the last 100 episodes; per env, random policy = 0 and the best "
         "setting (mean over seeds) = 1; averaged over the runs (envs x seeds) of each setting. "
@@ -137,12 +161,14 @@ def table1_lines(
         "",
         f"Runs counted: {counted}" + (f" of {expected_runs}" if expected_runs else "") + ".",
         "",
+        headline(ours, intervals, counted, expected_runs),
+        "",
         *incomplete_note(counted, expected_runs, len(variants)),
         "| setting | ours | 95% interval | runs | diverged | rank | paper | paper rank |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for v in variants:
-        low, high = bootstrap_interval(per_variant[v])
+        low, high = intervals[v]
         label = variant_label(v)
         lines.append(
             f"| {label} | {fmt(ours[v]['score'])} | [{fmt(low)}, {fmt(high)}] | {ours[v]['runs']} "

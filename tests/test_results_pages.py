@@ -48,3 +48,12 @@ def test_the_record_holds_runs_of_the_preset_only():
         assert set(record.curves) == set(record.rows)
         assert all(r["status"] in ("finished", "diverged") for r in record.rows.values())
         assert all(Path(r["run_name"]).name == r["run_name"] for r in record.rows.values())
+
+
+def test_the_readme_quotes_table1_headline_as_the_page_has_it():
+    """The README's Table 1 headline (best setting, clip 0.2, no clipping, runs counted) is the
+    line report.py writes on the page, so it cannot fall behind the record."""
+    page = (RESULTS / "paper-table1.md").read_text().splitlines()
+    (line,) = [line for line in page if line.startswith("**Headline (")]
+    assert "Clipping, epsilon = 0.2: " in line and "No clipping or penalty: " in line
+    assert line in (REPO / "README.md").read_text().splitlines()
