@@ -129,7 +129,7 @@ def plan(args: Args, preset: Preset, runs_dir: Path, record: Record | None = Non
     says it ended (finished or diverged) only needs recording; one with a checkpoint resumes; the
     rest are new.
     """
-    shared = shared_records(record, preset.shared) if record is not None else {}
+    shared = shared_records(record.folder, preset.shared) if record is not None else {}
     tracking = ["--track", "--wandb-project-name", args.wandb_project_name] if args.track else []
     if args.track and args.wandb_entity:
         tracking += ["--wandb-entity", args.wandb_entity]

@@ -107,12 +107,10 @@ class Record:
         return [{**self.rows[k], "curve": self.curves.get(k)} for k in sorted(self.rows)]
 
 
-def shared_records(record: Record, shared: dict[str, str]) -> dict[str, Record]:
-    """Variant -> the record of the preset it is shared with, the folder beside ``record``'s
-    (``Preset.shared``: Figure 3's clip_0.2 runs are in paper-table1's record)."""
-    return {
-        variant: Record.load(record.folder.parent / source) for variant, source in shared.items()
-    }
+def shared_records(folder: Path, shared: dict[str, str]) -> dict[str, Record]:
+    """Variant -> the record of the preset it is shared with, the folder beside ``folder`` (a
+    preset's record; ``Preset.shared``: Figure 3's clip_0.2 runs are in paper-table1's record)."""
+    return {variant: Record.load(folder.parent / source) for variant, source in shared.items()}
 
 
 def format_cell(value: Any) -> str:

@@ -373,7 +373,7 @@ def shared_rows(folders: list[Path], rows: list[dict[str, Any]]) -> list[dict[st
         preset = known.get(folder.name)
         if preset is None:
             continue
-        for variant, source in shared_records(Record(folder), preset.shared).items():
+        for variant, source in shared_records(folder, preset.shared).items():
             for row in source.results():
                 key = key_of(row)
                 planned = row["env_id"] in preset.env_ids and row["seed"] in preset.seeds
