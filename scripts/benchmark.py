@@ -175,8 +175,7 @@ def record_run(record: Record | None, run: Run) -> None:
         raise ValueError(
             f"{run_dir} holds {key_of(row)}, not the planned {run.env_id} {run.variant} seed {run.seed}"
         )
-    record.add(row, curve)
-    record.save()
+    record.add_and_save(row, curve)
 
 
 class TrainerJob:

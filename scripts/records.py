@@ -18,9 +18,11 @@ and plot from the record alone. A module, not a script.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +103,22 @@ class Record:
             for k in sorted(self.curves)
         ]
         atomic_write_bytes(self.folder / "curves.jsonl", ("\n".join(lines) + "\n").encode())
+
+    def add_and_save(self, row: dict[str, Any], curve: dict[str, list]) -> None:
+        """Add one run and save, keeping the runs other launchers saved since this record was
+        loaded: two sweeps of one preset at once (one env each) share the files. Under an
+        exclusive lock on the folder, the rows on disk are read back before writing."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        folder = os.open(self.folder, os.O_RDONLY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            on_disk = Record.load(self.folder)
+            for key in on_disk.rows.keys() - self.rows.keys():
+                self.add(on_disk.rows[key], on_disk.curves[key])
+            self.add(row, curve)
+            self.save()
+        finally:
+            os.close(folder)  # and with it the lock
 
     def results(self) -> list[dict[str, Any]]:
         """Every row with its curve attached (``row["curve"]``), in the record's order."""

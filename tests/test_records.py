@@ -59,6 +59,20 @@ def test_record_round_trip(tmp_path):
     assert before == {p.name: p.read_bytes() for p in (tmp_path / "rec").iterdir()}
 
 
+def test_two_launchers_adding_to_one_record_keep_each_others_runs(tmp_path):
+    """Two sweeps of one preset at once (one env each) each hold the record they loaded; a run
+    one of them adds must not erase the runs the other saved meanwhile."""
+    folder = tmp_path / "rec"
+    walker, cheetah = records.Record.load(folder), records.Record.load(folder)
+    walker.add_and_save(row("Walker2d-v5", "clip_0.2", 1), {"steps": [1], "returns": [1.0]})
+    cheetah.add_and_save(row("HalfCheetah-v5", "clip_0.2", 1), {"steps": [2], "returns": [2.0]})
+    walker.add_and_save(row("Walker2d-v5", "clip_0.2", 2), {"steps": [3], "returns": [3.0]})
+    saved = records.Record.load(folder)
+    assert sorted(saved.rows) == [("HalfCheetah-v5", "clip_0.2", 1), ("Walker2d-v5", "clip_0.2", 1),
+                                  ("Walker2d-v5", "clip_0.2", 2)]  # fmt: skip
+    assert saved.curves[("HalfCheetah-v5", "clip_0.2", 1)] == {"steps": [2], "returns": [2.0]}
+
+
 def test_downsample_averages_consecutive_episodes():
     steps, returns = list(range(0, 1000, 10)), [float(i) for i in range(100)]
     assert records.downsample(steps, returns, points=200) == {"steps": steps, "returns": returns}
