@@ -118,13 +118,14 @@ def incomplete_note(counted: int, expected_runs: int | None, variants: int) -> l
 def headline(
     ours: dict[str, dict[str, Any]],
     intervals: dict[str, tuple[float, float]],
+    our_ranks: dict[str, int],
+    paper_ranks: dict[str, int],
     counted: int,
     expected_runs: int | None,
 ) -> str:
     """One sentence for the README: the best setting here, where the paper's best (clipping at
-    0.2) and no clipping land, each with its score, interval and rank, and the runs counted."""
-    our_ranks = ranks({v: d["score"] for v, d in ours.items()})
-    paper_ranks = ranks(paper_table1())
+    0.2) and no clipping land, each with its score, interval and rank (``table1_lines``' ranks),
+    and the runs counted."""
 
     def cell(v: str) -> str:
         low, high = intervals[v]
@@ -161,7 +162,7 @@ def table1_lines(
         "",
         f"Runs counted: {counted}" + (f" of {expected_runs}" if expected_runs else "") + ".",
         "",
-        headline(ours, intervals, counted, expected_runs),
+        headline(ours, intervals, our_ranks, paper_ranks, counted, expected_runs),
         "",
         *incomplete_note(counted, expected_runs, len(variants)),
         "| setting | ours | 95% interval | runs | diverged | rank | paper | paper rank |",
