@@ -77,21 +77,59 @@ def normalized_scores(
     }
 
 
-def bootstrap_interval(
-    per_env: dict[str, list[float]], reps: int = 10_000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
-    """A percentile bootstrap interval of the mean normalised score, resampling seeds within each
-    env (stratified, as rliable does), so every resample keeps the setting's mix of envs."""
-    rng = np.random.default_rng(seed)
+def bootstrap_means(
+    per_env: dict[str, list[float]], reps: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``reps`` resampled means of the normalised score, resampling seeds within each env
+    (stratified, as rliable does), so every resample keeps the setting's mix of envs."""
     strata = [np.asarray(runs, dtype=np.float64) for _, runs in sorted(per_env.items())]
     total = sum(len(s) for s in strata)
     sums = np.zeros(reps)
     for runs in strata:
         picks = rng.integers(0, len(runs), size=(reps, len(runs)))
         sums += runs[picks].sum(axis=1)
-    means = sums / total
+    return sums / total
+
+
+def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     tail = (1 - level) / 2 * 100
-    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+    return float(np.percentile(samples, tail)), float(np.percentile(samples, 100 - tail))
+
+
+def bootstrap_interval(
+    per_env: dict[str, list[float]], reps: int = 10_000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """A percentile bootstrap interval of a setting's mean normalised score."""
+    return percentile_interval(bootstrap_means(per_env, reps, np.random.default_rng(seed)), level)
+
+
+def gap_interval(
+    setting: dict[str, list[float]],
+    best: dict[str, list[float]],
+    reps: int = 10_000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """A percentile bootstrap interval of (setting's mean - best's mean), each resampled on its
+    own (their seeds are separate runs, not pairs): if it holds 0, three seeds cannot tell the
+    two apart."""
+    rng = np.random.default_rng(seed)
+    gaps = bootstrap_means(setting, reps, rng) - bootstrap_means(best, reps, rng)
+    return percentile_interval(gaps, level)
+
+
+def rank_agreement(ours: dict[str, float], paper: dict[str, float]) -> str:
+    """Kendall's tau between our scores and the paper's over the settings both have."""
+    from scipy.stats import kendalltau
+
+    shared = sorted(set(ours) & set(paper))
+    if len(shared) < 3:
+        return ""
+    tau, p_value = kendalltau([ours[s] for s in shared], [paper[s] for s in shared])
+    return (
+        f"Rank agreement with the paper's column: Kendall's tau {tau:.2f} over the {len(shared)} "
+        f"settings (p = {p_value:.2f}; 1 is the same order, 0 no relation)."
+    )
 
 
 def ranks(scores: dict[str, float]) -> dict[str, int]:
@@ -115,25 +153,38 @@ def incomplete_note(counted: int, expected_runs: int | None, variants: int) -> l
     ]
 
 
+def best_setting(our_ranks: dict[str, int]) -> str:
+    """The setting ranked first here (on a tie, the one the paper lists first)."""
+    return min(our_ranks, key=lambda v: (our_ranks[v], variant_order(v)))
+
+
+def gap_cell(gap: tuple[float, tuple[float, float]]) -> str:
+    """'-0.04 [-0.11, 0.03]': a setting's score minus the best's, and its 95% interval."""
+    point, (low, high) = gap
+    return f"{point:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
 def headline(
     ours: dict[str, dict[str, Any]],
     intervals: dict[str, tuple[float, float]],
     our_ranks: dict[str, int],
     paper_ranks: dict[str, int],
+    gaps: dict[str, tuple[float, tuple[float, float]]],
     counted: int,
     expected_runs: int | None,
 ) -> str:
     """One sentence for the README: the best setting here, where the paper's best (clipping at
-    0.2) and no clipping land, each with its score, interval and rank (``table1_lines``' ranks),
-    and the runs counted."""
+    0.2) and no clipping land, each with its score, interval and rank (``table1_lines``' ranks)
+    and, below the best, its gap to the best; and the runs counted."""
 
     def cell(v: str) -> str:
         low, high = intervals[v]
         paper = paper_ranks.get(variant_label(v), "n/a")
+        gap = f", {gap_cell(gaps[v])} from the best" if v in gaps else ""
         return (f"{variant_label(v)}: {fmt(ours[v]['score'])} [{fmt(low)}, {fmt(high)}], "
-                f"rank {our_ranks[v]} of {len(ours)} (paper: rank {paper})")  # fmt: skip
+                f"rank {our_ranks[v]} of {len(ours)} (paper: rank {paper}){gap}")  # fmt: skip
 
-    best = min(ours, key=lambda v: (our_ranks[v], variant_order(v)))
+    best = best_setting(our_ranks)
     shown = [best] + [v for v in ("clip_0.2", "no_clip") if v in ours and v != best]
     runs = f"{counted} of {expected_runs} runs" if expected_runs else f"{counted} runs"
     return f"**Headline ({runs}).** " + "; ".join(cell(v) for v in shown) + "."
@@ -155,6 +206,13 @@ def table1_lines(
             diverged[r["variant"]] += 1
     counted = sum(d["runs"] for d in ours.values())
     intervals = {v: bootstrap_interval(per_variant[v]) for v in variants}
+    best = best_setting(our_ranks)
+    gaps = {
+        v: (ours[v]["score"] - ours[best]["score"], gap_interval(per_variant[v], per_variant[best]))
+        for v in variants
+        if v != best
+    }
+    within_noise = [variant_label(v) for v, (_, (_, high)) in gaps.items() if high >= 0]
     lines = [
         "Score: mean return over the last 100 episodes; per env, random policy = 0 and the best "
         "setting (mean over seeds) = 1; averaged over the runs (envs x seeds) of each setting. "
@@ -162,19 +220,31 @@ def table1_lines(
         "",
         f"Runs counted: {counted}" + (f" of {expected_runs}" if expected_runs else "") + ".",
         "",
-        headline(ours, intervals, our_ranks, paper_ranks, counted, expected_runs),
+        headline(ours, intervals, our_ranks, paper_ranks, gaps, counted, expected_runs),
         "",
         *incomplete_note(counted, expected_runs, len(variants)),
-        "| setting | ours | 95% interval | runs | diverged | rank | paper | paper rank |",
-        "|---|---|---|---|---|---|---|---|",
+        "| setting | ours | 95% interval | gap to the best [95%] | runs | diverged | rank | paper "
+        "| paper rank |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for v in variants:
         low, high = intervals[v]
         label = variant_label(v)
         lines.append(
-            f"| {label} | {fmt(ours[v]['score'])} | [{fmt(low)}, {fmt(high)}] | {ours[v]['runs']} "
-            f"| {diverged[v]} | {our_ranks[v]} | {fmt(paper.get(label))} | {paper_ranks.get(label, 'n/a')} |"
+            f"| {label} | {fmt(ours[v]['score'])} | [{fmt(low)}, {fmt(high)}] "
+            f"| {gap_cell(gaps[v]) if v in gaps else 'best'} | {ours[v]['runs']} | {diverged[v]} "
+            f"| {our_ranks[v]} | {fmt(paper.get(label))} | {paper_ranks.get(label, 'n/a')} |"
         )
+    if gaps:
+        lines += [
+            "",
+            "Gap to the best: the setting's score minus the best's, with a 95% bootstrap interval "
+            "of the difference (each setting's seeds resampled within each env, on their own). "
+            f"Within seed noise of the best (the interval holds 0): {len(within_noise)} of "
+            f"{len(gaps)} settings" + (f" ({'; '.join(within_noise)})." if within_noise else "."),
+        ]
+    agreement = rank_agreement({variant_label(v): ours[v]["score"] for v in variants}, paper)
+    lines += ["", agreement] if agreement else []
     envs = sorted({e for d in ours.values() for e in d["per_env"]})
     lines += ["", "Per env (normalised mean over seeds):", "",
               "| setting | " + " | ".join(envs) + " |", "|---" * (len(envs) + 1) + "|"]  # fmt: skip

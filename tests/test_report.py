@@ -246,7 +246,8 @@ def test_short_and_diverged_runs_are_reported_not_a_crash(tmp_path):
     assert "2 runs (1 diverged, 1 finished)" in text
     # Random -1600: clip_0.2 is the best (1.00); no_clip (-1500 - -1600) / 500 = 0.20, 1 diverged.
     assert re.search(
-        r"\| No clipping or penalty \| 0\.20 \| \[0\.20, 0\.20\] \| 1 \| 1 \| 2 \| -0\.39 \| 11 \|",
+        r"\| No clipping or penalty \| 0\.20 \| \[0\.20, 0\.20\] \| -0\.80 \[-0\.80, -0\.80\] \| 1 \| 1 "
+        r"\| 2 \| -0\.39 \| 11 \|",
         text,
     ), text
     assert "nan" not in text.lower()
@@ -265,3 +266,33 @@ def test_bad_report_flags_are_one_line_errors(tmp_path):
     assert_usage_error(run_report("--bootstrap-reps", "many"), "--bootstrap-reps")
     assert_usage_error(run_report("--no-such-flag"), "--no-such-flag")
     assert_usage_error(run_report("--record-dir", str(tmp_path)), "--record-dir")
+
+
+def test_gap_interval_tells_a_clear_gap_from_seed_noise():
+    best = {"A-v5": [1.0, 0.9, 1.1], "B-v5": [1.0, 0.95, 1.05]}
+    behind = {env: [s - 0.5 for s in runs] for env, runs in best.items()}
+    noisy = {"A-v5": [0.5, 1.0, 1.3], "B-v5": [0.6, 1.0, 1.2]}  # the same mean as best, wider
+    low, high = table1.gap_interval(behind, best)
+    assert high < 0 and low < -0.5 < high
+    low, high = table1.gap_interval(noisy, best)
+    assert low < 0 < high
+    assert table1.gap_interval(best, best) != (0.0, 0.0)  # two draws, not one resample subtracted
+
+
+def test_table1_page_gives_gaps_to_the_best_and_the_rank_agreement():
+    """Three of the paper's settings on two envs, ours in the paper's order (tau = 1)."""
+    means = {"clip_0.2": 100.0, "adaptive_kl_0.01": 60.0, "no_clip": 10.0}
+    records = [rec(env, v, seed, mean + seed - 2) for env in ("A-v5", "B-v5")
+               for v, mean in means.items() for seed in (1, 2, 3)]  # fmt: skip
+    lines = table1.table1_lines(records, {"A-v5": 0.0, "B-v5": 0.0}, expected_runs=18)
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in lines if line.startswith("| ")}
+    assert rows["Clipping, epsilon = 0.2"][3] == "best"
+    # adaptive KL: 0.60 against the best's 1.00 on both envs; seeds 1 apart out of 100.
+    point, interval = rows["Adaptive KL d_targ = 0.01"][3].split(" ", 1)
+    assert point == "-0.40" and interval.startswith("[-0.4") and interval.endswith("]")
+    assert any(line.endswith("Within seed noise of the best (the interval holds 0): 0 of 2 settings.")
+               for line in lines)  # fmt: skip
+    assert any(line.startswith("Rank agreement with the paper's column: Kendall's tau 1.00 over "
+                               "the 3 settings") for line in lines)  # fmt: skip
+    (headline,) = [line for line in lines if line.startswith("**Headline (18 of 18 runs).**")]
+    assert "rank 3 of 3 (paper: rank 11), -0.90 [" in headline
