@@ -8,7 +8,7 @@ task with the interval Table 1 uses. A module, not a script: ``report.py`` uses 
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 import numpy as np
@@ -66,6 +66,20 @@ def score_cell(score: Score | None) -> str:
     return f"{mean:.1f} [{low:.1f}, {high:.1f}] (n={runs})"
 
 
+def still_to_run(rows: list[dict[str, Any]], expected_runs: int | None) -> list[str]:
+    """What the preset has not run yet, per algorithm (each runs an equal share of the preset)."""
+    if not expected_runs or len(rows) >= expected_runs:
+        return []
+    share = expected_runs // len(FIGURE3_VARIANTS)
+    done = Counter(r["variant"] for r in rows)
+    left = [f"{algorithm_label(v)} {share - done[v]}" for v in FIGURE3_VARIANTS if done[v] < share]
+    return [
+        f"Still to run ({expected_runs - len(rows)} runs): {', '.join(left)}. The preset's "
+        "command, on any machine, runs only these.",
+        "",
+    ]
+
+
 def figure3_lines(rows: list[dict[str, Any]], expected_runs: int | None = None) -> list[str]:
     """Markdown: the final score of each algorithm on each task, with intervals and run counts."""
     variants = algorithms(rows)
@@ -80,6 +94,7 @@ def figure3_lines(rows: list[dict[str, Any]], expected_runs: int | None = None) 
         f"Runs: {len(rows)}" + (f" of {expected_runs}" if expected_runs else "")
         + f", {diverged} diverged.",
         "",
+        *still_to_run(rows, expected_runs),
         "| task | " + " | ".join(algorithm_label(v) for v in variants) + " |",
         "|---" * (len(variants) + 1) + "|",
     ]  # fmt: skip

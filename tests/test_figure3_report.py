@@ -100,6 +100,9 @@ def test_report_draws_figure3_and_tabulates_the_final_scores(tmp_path):
     assert "![figure3](img/paper-figure3/figure3.png)" in text
     assert "## Table 1" not in text
     assert "Runs: 20 of 105, 0 diverged." in text  # the preset's 7 tasks x 5 algorithms x 3 seeds
+    # Each algorithm has 4 of its 21 runs (2 tasks x 2 seeds).
+    assert ("Still to run (85 runs): PPO (Clip) 17, TRPO 17, A2C 17, Vanilla PG, Adaptive 17, "
+            "CEM 17.") in text  # fmt: skip
     assert "| task | " + " | ".join(LABELS) + " |" in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and "-v5 |" in line]
     assert [row.split(" | ")[0] for row in rows] == [f"| {task}" for task in TASKS]
@@ -130,6 +133,7 @@ def test_figure3_shows_table1_clip_runs_it_lacks_and_keeps_its_own(tmp_path):
     report.main(report.Args(record_dir=str(records), out=str(out)))
     text = (out / "paper-figure3.md").read_text()
     assert "Runs: 22 of 105, 0 diverged." in text
+    assert "Still to run (83 runs): PPO (Clip) 15, TRPO 17," in text  # Table 1's 2 runs counted
     assert "- 2 of these runs (clip_0.2) are paper-table1's" in text
     cells = {line.split(" | ")[0][2:]: line.strip("| ").split(" | ")[1:] for line in text.splitlines()
              if line.startswith("| ") and "-v5 |" in line}  # fmt: skip
