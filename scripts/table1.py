@@ -159,7 +159,7 @@ def best_setting(our_ranks: dict[str, int]) -> str:
 
 
 def gap_cell(gap: tuple[float, tuple[float, float]]) -> str:
-    """'-0.04 [-0.11, 0.03]': a setting's score minus the best's, and its 95% interval."""
+    """'-0.04 [-0.11, +0.03]': a setting's score minus the best's, and its 95% interval."""
     point, (low, high) = gap
     return f"{point:+.2f} [{low:+.2f}, {high:+.2f}]"
 
