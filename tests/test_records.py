@@ -266,3 +266,20 @@ def test_the_2017_presets_plan_their_runs_with_the_2017_flags(tmp_path):
         for choice, flags in SETUP_2017.items():
             assert ablation.variants[f"{objective}+{choice}"] == [*today, *flags]
     assert len(SETUP_2017) == 7 and len(ablation.variants) == 2 * (1 + 7)
+
+
+def test_a_resumed_runs_curve_keeps_the_later_points_and_never_steps_back():
+    curve = {"steps": [10, 20, 20, 30, 40, 25, 35, 45], "returns": [1, 2, 3, 4, 5, 6, 7, 8]}
+    fixed = records.without_redone_points(curve)
+    # 30 and 40 were logged by the session that was lost; the resumed one logged 25 on again
+    assert fixed == {"steps": [10, 20, 20, 25, 35, 45], "returns": [1, 2, 3, 6, 7, 8]}
+    record = records.Record(REPO / "unused")
+    record.add(row("Hopper-v5", "clip_0.2", 1), curve)
+    assert record.curves[("Hopper-v5", "clip_0.2", 1)] == fixed
+
+
+@pytest.mark.parametrize("preset", ["paper-table1", "paper-figure3"])
+def test_every_committed_curve_goes_forward(preset):
+    record = records.Record.load(REPO / "docs" / "results" / "records" / preset)
+    for key, curve in record.curves.items():
+        assert curve["steps"] == sorted(curve["steps"]), key
