@@ -54,6 +54,10 @@ SETUP_2017: dict[str, list[str]] = {
     "normc_init": ["--init", "normc"],
 }
 SETUP_2017_FLAGS = [flag for flags in SETUP_2017.values() for flag in flags]
+# TRPO's share of them: it standardises its advantages over the batch, clips no gradient and keeps
+# its value function's step size constant already, so four flags make its 2017 setup.
+TRPO_SETUP_2017_FLAGS = [*SETUP_2017["no_norm_reward"], *SETUP_2017["obs_clip_5"],
+                         *SETUP_2017["adam_eps_1e-8"], *SETUP_2017["normc_init"]]  # fmt: skip
 # The ablation's objectives, in priority order: no clipping (0.10 here, -0.39 in the paper) first.
 ABLATION_OBJECTIVES = ("no_clip", "clip_0.2")
 
@@ -141,6 +145,15 @@ def all_presets() -> dict[str, Preset]:
             "ppo_continuous", MUJOCO_TABLE1, (1, 2, 3), ablation_variants(),
             ["--total-timesteps", "1000000", "--no-clip-vloss"], recorded=True,
             shared={objective: "paper-table1" for objective in ABLATION_OBJECTIVES},
+        ),
+        # Figure 3's PPO and TRPO under the 2017 setup: does the paper's ordering come back? PPO's
+        # runs are paper-table1-2017's clip_0.2.
+        "paper-figure3-2017": Preset(
+            "ppo_continuous", MUJOCO_TABLE1, (1, 2, 3),
+            {"clip_0.2": [*figure3["clip_0.2"], *SETUP_2017_FLAGS],
+             "trpo": [*figure3["trpo"], *TRPO_SETUP_2017_FLAGS]},
+            ["--total-timesteps", "1000000"], recorded=True, scripts={"trpo": "trpo.py"},
+            shared={"clip_0.2": "paper-table1-2017"},
         ),
         # Figure 3's PPO (Clip) is Table 1's clip_0.2, run once for both (21 runs fewer to run).
         "paper-figure3": Preset("ppo_continuous", MUJOCO_TABLE1, (1, 2, 3), figure3,

@@ -136,7 +136,10 @@ def test_figure3_shows_table1_clip_runs_and_lists_its_own_it_leaves_out(tmp_path
     assert "Runs: 22 of 105, 0 diverged." in text
     assert "Still to run (83 runs): PPO (Clip) 15, TRPO 17," in text  # Table 1's runs counted
     assert "- 3 of these runs (clip_0.2) are paper-table1's" in text
-    assert "- Also in this page's record, not shown: Hopper-v5 clip_0.2 seed 1 (last 100: 101.0" in text
+    assert (
+        "- Also in this page's record, not shown: Hopper-v5 clip_0.2 seed 1 (last 100: 101.0"
+        in text
+    )
     cells = {line.split(" | ")[0][2:]: line.strip("| ").split(" | ")[1:] for line in text.splitlines()
              if line.startswith("| ") and "-v5 |" in line}  # fmt: skip
     # Hopper: Table 1's seeds 1 and 3 (-50, 5000) and its own seed 2 (102), not its own seed 1.

@@ -266,6 +266,14 @@ def test_the_2017_presets_plan_their_runs_with_the_2017_flags(tmp_path):
         for choice, flags in SETUP_2017.items():
             assert ablation.variants[f"{objective}+{choice}"] == [*today, *flags]
     assert len(SETUP_2017) == 7 and len(ablation.variants) == 2 * (1 + 7)
+    result = dry_run("paper-figure3-2017")  # TRPO under its 2017 flags; PPO's from Table 1's 2017
+    assert result.returncode == 0, result.stderr
+    assert "42 runs: 0 in the record, 0 finished, 0 to resume, 42 new" in result.stdout
+    trpo = [line for line in result.stdout.splitlines() if "trpo.py" in line]
+    assert len(trpo) == 21 and all(
+        line.endswith("--optimizer-eps 1e-8 --init normc") for line in trpo
+    )
+    assert presets()["paper-figure3-2017"].shared == {"clip_0.2": "paper-table1-2017"}
 
 
 def test_a_resumed_runs_curve_keeps_the_later_points_and_never_steps_back():
