@@ -24,6 +24,7 @@ from typing import Any
 
 import figure3
 import numpy as np
+import table1
 from atari_tables import atari_lines
 from curves import trailing_mean
 from presets import REPO, presets, variant_order
@@ -279,10 +280,12 @@ def write_page(
     img_dir: Path,
     expected_runs: int | None = None,
     superseded: list[dict[str, Any]] = (),
+    sections: list[str] = (),
 ) -> list[Path]:
     """Write one Markdown page (tables, then plots linked relative to the page); returns the plots.
     ``superseded``: the page's own runs of a shared setting that the page shows from the other
-    record instead, listed so that none goes unmentioned."""
+    record instead, listed so that none goes unmentioned. ``sections``: the page's own Markdown
+    (the setups' comparison; the ablation's table, which replaces the generic Table 1)."""
     img_dir.mkdir(parents=True, exist_ok=True)
     atari = [r for r in rows if is_atari(r["env_id"])]
     mujoco = [r for r in rows if r not in atari]
@@ -295,10 +298,11 @@ def write_page(
     lines += runs_lines(rows) + superseded_lines(superseded)
     table, figure = figure3.split_rows(mujoco)
     plots = figure3_plot(figure, img_dir) + learning_curves(rows, img_dir)
-    if table:
+    if table and not (sections and sections[0].startswith("## The ablation")):
         random_scores = random_scores_for(sorted({r["env_id"] for r in table}), args.random_scores)
         lines += ["## Table 1: surrogate objectives on MuJoCo (normalised score)", ""]
         lines += table1_lines(table, random_scores, expected_runs)
+    lines += list(sections)
     if figure:
         lines += ["## Figure 3: PPO against the comparison algorithms (final scores)", ""]
         lines += figure3.figure3_lines(figure, expected_runs)
@@ -352,7 +356,7 @@ def main(args: Args) -> None:
         expected = expected_runs([folder.name for folder in records])
         plots = write_page(
             rows, args, f"Results: {preset}", out / f"{preset}.md", out / "img" / preset, expected,
-            superseded,
+            superseded, setup_sections(preset, Path(args.record_dir), rows, args),
         )  # fmt: skip
         if args.wandb:
             publish_to_wandb(args, preset, out, rows, plots, page=out / f"{preset}.md")
@@ -368,6 +372,26 @@ def pages_of_records(record_dir: Path) -> dict[str, list[Path]]:
         page = known[preset].reported_with if preset in known else None
         pages[page or preset].append(runs.parent)
     return dict(sorted(pages.items()))
+
+
+def setup_sections(
+    preset: str, record_dir: Path, rows: list[dict[str, Any]], args: Args
+) -> list[str]:
+    """The 2017-setup sections of a page: Table 1's gets the paper's column beside ours under both
+    setups once paper-table1-2017 has runs; the ablation's page is its table (docs/results/setup-2017.md)."""
+    if preset == "paper-table1":
+        setup_2017 = Record.load(record_dir / "paper-table1-2017").results()
+        if not setup_2017:
+            return []
+        envs = sorted({r["env_id"] for r in rows + setup_2017})
+        return ["## Table 1 under today's setup and the 2017 setup", "",
+                *table1.setups_lines(rows, setup_2017, random_scores_for(envs, args.random_scores))]  # fmt: skip
+    if preset == "paper-table1-ablation":
+        today = Record.load(record_dir / "paper-table1").results()
+        envs = sorted({r["env_id"] for r in rows + today})
+        return ["## The ablation: one 2017 choice at a time (normalised score)", "",
+                *table1.ablation_lines(rows, today, random_scores_for(envs, args.random_scores))]  # fmt: skip
+    return []
 
 
 def superseded_lines(superseded: list[dict[str, Any]]) -> list[str]:

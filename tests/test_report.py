@@ -310,3 +310,64 @@ def test_table1_page_gives_gaps_to_the_best_and_the_rank_agreement():
                                "the 3 settings") for line in lines)  # fmt: skip
     (headline,) = [line for line in lines if line.startswith("**Headline (18 of 18 runs).**")]
     assert "rank 3 of 3 (paper: rank 11), -0.90 [" in headline
+
+
+def plant(folder, scores: dict[tuple[str, str], list[float]]) -> None:
+    """A record with one finished run per (env, variant) and seed, of these last-100 scores."""
+    from records import Record
+
+    record = Record(folder)
+    for (env_id, variant), per_seed in scores.items():
+        for seed, score in enumerate(per_seed, start=1):
+            record.add(
+                {"env_id": env_id, "variant": variant, "seed": seed, "status": "finished",
+                 "global_step": 10_000, "total_timesteps": 10_000, "episodes": 10,
+                 "mean_return_all_training": score, "mean_return_last_100": score,
+                 "wall_time_s": 10.0, "sps": 1000.0, "commit": "abc", "host": "test",
+                 "run_name": f"{env_id}__{variant}__{seed}__1", "runner": "single"},
+                {"steps": [10_000], "returns": [score]},
+            )  # fmt: skip
+    record.save()
+
+
+def test_table1_page_sets_the_2017_setup_beside_today_and_the_ablation_has_its_table(tmp_path):
+    """Hopper and Walker2d (random 16.7 and 1.8): today clip 0.2 is best and no clipping far
+    behind; under the 2017 setup no clipping is worse still; the ablation's one choice halves it."""
+    records = tmp_path / "records"
+    today = {("Hopper-v5", "clip_0.2"): [1016.7, 1016.7, 1016.7], ("Hopper-v5", "no_clip"): [516.7] * 3,
+             ("Walker2d-v5", "clip_0.2"): [1001.8] * 3, ("Walker2d-v5", "no_clip"): [501.8] * 3}  # fmt: skip
+    plant(records / "paper-table1", today)
+    plant(records / "paper-table1-2017", {("Hopper-v5", "clip_0.2"): [2016.7] * 3,
+                                          ("Hopper-v5", "no_clip"): [16.7] * 3})  # fmt: skip
+    plant(records / "paper-table1-ablation", {("Hopper-v5", "no_clip+no_norm_reward"): [266.7] * 3,
+                                              ("Walker2d-v5", "no_clip+no_norm_reward"): [251.8] * 3})  # fmt: skip
+    out = tmp_path / "out"
+    report.main(report.Args(record_dir=str(records), out=str(out)))
+    page = (out / "paper-table1.md").read_text()
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in page.splitlines()
+            if line.startswith("| ") and "(" in line and "runs)" in line}  # fmt: skip
+    # today: no clipping is 0.50 on both envs; 2017: its own best is clip 0.2, no clipping 0.00
+    assert rows["No clipping or penalty"][1:3] == ["-0.39", "11"]
+    assert (
+        rows["No clipping or penalty"][3] == "0.50"
+        and rows["No clipping or penalty"][5] == "2 (6 runs)"
+    )
+    assert rows["No clipping or penalty"][6] == "0.00" and rows["No clipping or penalty"][
+        8
+    ].startswith("2 (3 runs)")
+    assert rows["Clipping, epsilon = 0.2"][6] == "1.00"
+    assert "## Table 1 under today's setup and the 2017 setup" in page
+    assert "## Table 1: surrogate objectives" in page  # today's full table stays
+    ablation = (out / "paper-table1-ablation.md").read_text()
+    assert "## The ablation: one 2017 choice at a time" in ablation
+    assert "## Table 1: surrogate" not in ablation  # the ablation's own table replaces it
+    no_clip_block = ablation.split("**No clipping or penalty**")[1].split("**")[0]
+    lines = {line.split(" | ")[0][2:]: line.split(" | ") for line in no_clip_block.splitlines()
+             if line.startswith("| ")}  # fmt: skip
+    assert lines["today's setup"][1] == "0.50"  # no clipping, from paper-table1 (shared)
+    assert lines["+ no_norm_reward"][1] == "0.25" and lines["+ no_norm_reward"][3].startswith(
+        "-0.25 ["
+    )
+    assert (
+        not (out / "paper-table1-2017.md").read_text().count("2017 setup |")
+    )  # no self-comparison
