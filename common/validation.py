@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -50,7 +51,27 @@ def _clip_coef_ok(value: float, args: Any) -> bool:
     return value > 0 or not clipping
 
 
+# The run folder is {env_id}__{exp_name}__{seed}__{time}: with at most this many bytes of
+# --exp-name it stays far below the 255 bytes a file name may have.
+MAX_EXP_NAME_BYTES = 100
+EXP_NAME_ALLOWED = (
+    f"a name of 1 to {MAX_EXP_NAME_BYTES} bytes without a path separator (/ or \\) or a control "
+    "character such as a newline (it names the run folder inside --runs-dir)"
+)
+
+
+def exp_name_ok(name: str) -> bool:
+    """Whether ``name`` can be part of a run folder's name: one path component, printable, short.
+    (The batched runner checks each of its ``--exp-names`` with it too.)"""
+    return (
+        0 < len(name.encode()) <= MAX_EXP_NAME_BYTES
+        and not any(sep in name for sep in ("/", "\\", os.sep))
+        and all(unicodedata.category(char)[0] != "C" for char in name)
+    )
+
+
 RULES: tuple[Rule, ...] = (
+    Rule("exp_name", EXP_NAME_ALLOWED, lambda v, a: exp_name_ok(v)),
     Rule("seed", "an integer in [0, 2**32 - 1]", lambda v, a: 0 <= v < 2**32),
     Rule("num_envs", "a positive integer", _positive),
     Rule("num_steps", "a positive integer", _positive),
@@ -110,7 +131,12 @@ RULES: tuple[Rule, ...] = (
     Rule("value_epochs", "a positive integer", _positive),
     Rule("value_minibatches", "a positive integer", _positive),
     Rule("backtrack_coef", "a number in (0, 1)", lambda v, a: 0 < v < 1),
-    # CEM (ppo_continuous/cem.py)
+    # CEM (ppo_continuous/cem.py), whose Args alone have a population
+    Rule(
+        "num_envs",
+        "1 for CEM (it scores one parameter vector at a time, in one env)",
+        lambda v, a: v == 1 or not hasattr(a, "population"),
+    ),
     Rule("elite_frac", "a number in (0, 1)", lambda v, a: 0 < v < 1),
     Rule(
         "population",
@@ -143,7 +169,17 @@ def check_values(args: Any) -> None:
         value = getattr(args, rule.name)
         if not rule.ok(value, args):
             allowed = rule.allowed(args) if callable(rule.allowed) else rule.allowed
-            raise UsageError(flag(rule.name), f"must be {allowed}, got {value}")
+            raise UsageError(flag(rule.name), f"must be {allowed}, got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    """A value as an error line quotes it: a string as its repr (a newline stays on the line),
+    cut short when long."""
+    if not isinstance(value, str):
+        return str(value)
+    if len(value) > 40:
+        return f"{value[:40]!r}... ({len(value.encode())} bytes)"
+    return repr(value)
 
 
 def check_command_line(args: Any) -> None:

@@ -187,3 +187,39 @@ def test_minibatches_split_the_batch_into_equal_parts_of_two_or_more(
             UsageError, match=f"^--num-minibatches: .*= {batch} .*got {num_minibatches}$"
         ):
             check_values(args)
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+@pytest.mark.parametrize(
+    "name",
+    [
+        "x/../../escaped",  # wrote outside --runs-dir, where report.py cannot find it
+        "a\\b",
+        "two\nlines",  # was accepted, and broke the run name and every line quoting it
+        "tab\there",
+        "x" * 300,  # was an OSError traceback (a file name has at most 255 bytes)
+        "é" * 51,  # 102 bytes in UTF-8
+        "",
+    ],
+)
+def test_exp_name_must_be_one_short_printable_path_component(capsys, trainer, name, runs_dir):
+    line = refused(capsys, trainer, ["--exp-name", name], runs_dir)
+    assert line.startswith("error: --exp-name: must be a name of 1 to 100 bytes"), line
+    assert "without a path separator" in line
+    assert not any(runs_dir.iterdir())
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+@pytest.mark.parametrize("name", ["clip_0.2", "x" * 100, "é" * 50, "lr=3e-4 run"])
+def test_ordinary_exp_names_are_accepted(trainer, name, runs_dir):
+    assert accepted(trainer, ["--exp-name", name], runs_dir).exp_name == name
+
+
+def test_exp_name_is_checked_for_trpo_and_cem_too(capsys, runs_dir):
+    from ppo_continuous import cem, trpo
+
+    for module in (trpo, cem):
+        with pytest.raises(SystemExit) as stop:
+            parse_args(module.Args, module.validate, ["--env-id", "Pendulum-v1", "--exp-name", "a/b", "--runs-dir", str(runs_dir)])  # fmt: skip
+        assert stop.value.code == 2
+        assert capsys.readouterr().err.startswith("error: --exp-name: ")
