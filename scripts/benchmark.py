@@ -29,6 +29,7 @@ from presets import REPO, Preset, presets, run_prefix
 from records import (
     RECORDS,
     RESULT_STATUSES,
+    DamagedRecord,
     Record,
     key_of,
     read_summary,
@@ -37,7 +38,7 @@ from records import (
     status_of,
 )
 
-from common.cli import UsageError, parse_args, require_choice, require_registered_env
+from common.cli import UsageError, exit_usage, parse_args, require_choice, require_registered_env
 from common.distributed import torchrun
 
 
@@ -370,8 +371,11 @@ def open_record(args: Args, preset: Preset) -> Record | None:
 def main(args: Args) -> int:
     preset = presets()[args.preset]
     runs_dir = Path(args.runs_dir or f"runs/sweep-{args.preset}").resolve()
-    record = open_record(args, preset)
-    runs = plan(args, preset, runs_dir, record)
+    try:
+        record = open_record(args, preset)
+        runs = plan(args, preset, runs_dir, record)
+    except DamagedRecord as err:  # the launcher rewrites the record: it would drop that line
+        exit_usage(f"--record-dir: {err}; mend or delete that line, then launch again")
     todo = [run for run in runs if run.state in ("new", "resume")]
     count = {
         state: sum(r.state == state for r in runs)

@@ -157,3 +157,20 @@ def test_failed_runs_are_reported_and_counted(tmp_path):
 )
 def test_bad_input_is_a_clear_error(flags, flag, tmp_path):
     assert_usage_error(launch(*flags, "--dry-run", cwd=tmp_path), flag)
+
+
+def test_a_damaged_record_is_refused_naming_its_file_and_line(tmp_path):
+    """The launcher rewrites the record, so a cut curve line would be dropped: it refuses instead."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import records
+
+    record = records.Record(tmp_path / "record")
+    row = {"env_id": "Pendulum-v1", "variant": "clip_0.2", "seed": 1, "status": "finished"}
+    record.add(row, {"steps": [100], "returns": [-1500.0]})
+    record.save()
+    curves = record.folder / "curves.jsonl"
+    curves.write_text(curves.read_text()[:-10])
+    result = launch("--preset", "smoke", "--record-dir", str(record.folder), "--dry-run",
+                    "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)  # fmt: skip
+    assert_usage_error(result, "--record-dir")
+    assert f"{curves} line 1: cut or not a JSON curve" in result.stderr
