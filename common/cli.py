@@ -61,6 +61,19 @@ def parse_args(
 
 def _tyro_one_line_errors(cls: type[T], argv: list[str] | None) -> T:
     """tyro reports bad flags in a multi-line box; keep its first paragraph, on one line."""
+    try:
+        return parse_flags(cls, argv)
+    except BadFlags as err:
+        exit_usage(str(err))
+
+
+class BadFlags(ValueError):
+    """Flags tyro cannot parse (unknown, misspelt, a value of the wrong type): its message, one line."""
+
+
+def parse_flags(cls: type[T], argv: list[str] | None) -> T:
+    """``cls`` parsed from ``argv`` by tyro, its error box as a one-line ``BadFlags``; ``--help``
+    prints and exits as usual."""
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
@@ -70,7 +83,7 @@ def _tyro_one_line_errors(cls: type[T], argv: list[str] | None) -> T:
         if stop.code in (0, None):
             sys.stderr.write(text)
             raise
-        exit_usage(_first_box_paragraph(text) or text.strip())
+        raise BadFlags(_first_box_paragraph(text) or text.strip()) from None
 
 
 def _first_box_paragraph(text: str) -> str:
