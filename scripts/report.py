@@ -62,16 +62,18 @@ def rows_from_runs(runs_dir: Path) -> list[dict[str, Any]]:
     """A record row (with its curve) for every run folder with a readable summary.json, in name
     order; an unreadable one is a warning naming it, and none readable at all is an error."""
     rows, found = [], sorted(runs_dir.glob("*/summary.json"))
-    for path in found:
-        problem = summary_problem(path)
+    problems = [(path, summary_problem(path)) for path in found]
+    if problems and all(problem for _, problem in problems):
+        path, problem = problems[0]
+        more = f"; {len(found) - 1} more alike" if len(found) > 1 else ""
+        exit_usage(f"--runs-dir: none of the {len(found)} summary.json files in {runs_dir} can "
+                   f"be read ({path} {problem}{more})")  # fmt: skip
+    for path, problem in problems:
         if problem:
-            print(f"warning: {path}: {problem}; this run is left out", file=sys.stderr, flush=True)
+            print(f"warning: {path} {problem}; this run is left out", file=sys.stderr, flush=True)
             continue
         row, curve = result_of_run(path.parent)
         rows.append({**row, "curve": curve})
-    if not rows:
-        exit_usage(f"--runs-dir: none of the {len(found)} summary.json files in {runs_dir} "
-                   "can be read (see the warnings above)")  # fmt: skip
     return rows
 
 
