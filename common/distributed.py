@@ -211,7 +211,7 @@ def report_bad_input(message: str) -> NoReturn:
     if os.environ.get("RANK", "0") == "0":
         print(f"error: {message}", file=sys.stderr, flush=True)
     first_meeting(message)
-    raise AssertionError("first_meeting returned with bad input")  # pragma: no cover
+    raise AssertionError("unreachable: first_meeting exits when a verdict is an error")
 
 
 def torchrun(ranks: int) -> list[str]:
@@ -246,7 +246,7 @@ def join_world(cuda: bool) -> World:
     if size == 1:
         return World(device=device)
     if not dist.is_initialized():
-        store, rank = first_meeting(None)  # every rank's input is good: no verdict stops them
+        store, rank = first_meeting(None)  # this rank's input is good; exits 2 if another's is not
         store.set_timeout(COLLECTIVE_TIMEOUT)
         dist.init_process_group(
             backend="nccl" if use_cuda else "gloo",
