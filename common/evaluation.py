@@ -48,7 +48,7 @@ def validate_eval(args: EvalArgs) -> None:
         raise UsageError("--seed", f"must be an integer in [0, 2**32 - 1], got {args.seed}")
     if args.out is not None:
         out = Path(args.out)
-        require_writable_dir(out if out.is_dir() else out.parent, "--out")
+        require_writable_dir(out if out_is_folder(args.out) else out.parent, "--out")
     if args.render:
         require_display()
         if args.capture_video:
@@ -108,7 +108,12 @@ def output_file(args: EvalArgs, ckpt: Checkpoint) -> Path:
     if args.out is None:
         return ckpt.file.parent.parent / "eval.json"
     out = Path(args.out)
-    return out / "eval.json" if out.is_dir() else out
+    return out / "eval.json" if out_is_folder(args.out) else out
+
+
+def out_is_folder(out: str) -> bool:
+    """``--out`` names a folder (for eval.json) when it is one, or ends with a slash (a new one)."""
+    return out.endswith(("/", os.sep)) or Path(out).is_dir()
 
 
 def report(

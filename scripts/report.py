@@ -16,7 +16,9 @@ plots and writes the pages.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +30,10 @@ import table1
 from atari_tables import atari_lines
 from curves import trailing_mean
 from presets import REPO, presets, variant_order
-from records import RECORDS, Record, key_of, read_summary, result_of_run, shared_records
+from records import RECORDS, Record, key_of, result_of_run, shared_records
 from table1 import measure_random_scores, read_random_scores, table1_lines
 
-from common.cli import UsageError, parse_args, require_positive
+from common.cli import UsageError, exit_usage, parse_args, require_positive
 from common.scores import game_name, human_random_scores
 
 RESULTS = REPO / "docs" / "results"
@@ -58,14 +60,42 @@ class Args:
 
 
 def rows_from_runs(runs_dir: Path) -> list[dict[str, Any]]:
-    """A record row (with its curve) for every run folder with a summary.json, in name order."""
-    rows = []
-    for path in sorted(runs_dir.glob("*/summary.json")):
-        if read_summary(path.parent) is None:
+    """A record row (with its curve) for every run folder with a readable summary.json, in name
+    order; an unreadable one is a warning naming it, and none readable at all is an error."""
+    rows, found = [], sorted(runs_dir.glob("*/summary.json"))
+    problems = [(path, summary_problem(path)) for path in found]
+    if problems and all(problem for _, problem in problems):
+        path, problem = problems[0]
+        more = f"; {len(found) - 1} more alike" if len(found) > 1 else ""
+        exit_usage(f"--runs-dir: none of the {len(found)} summary.json files in {runs_dir} can "
+                   f"be read ({path} {problem}{more})")  # fmt: skip
+    for path, problem in problems:
+        if problem:
+            print(f"warning: {path} {problem}; this run is left out", file=sys.stderr, flush=True)
             continue
         row, curve = result_of_run(path.parent)
         rows.append({**row, "curve": curve})
     return rows
+
+
+def summary_problem(path: Path) -> str | None:
+    """What makes a run's summary.json unusable (cut, not JSON, a field missing), None if nothing."""
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        return f"cannot be read ({type(err).__name__}: {err})"
+    if not isinstance(summary, dict):
+        return "is not a JSON object"
+    missing = [name for name in ("env_id", "exp_name", "seed") if name not in summary]
+    return f"has no {', '.join(missing)}" if missing else None
+
+
+def rows_from_record(folder: Path) -> list[dict[str, Any]]:
+    """The rows of one results record; a damaged line or a missing curves.jsonl is a warning."""
+    if not (folder / "curves.jsonl").is_file():
+        print(f"warning: {folder / 'curves.jsonl'} is missing; the page has no learning curves "
+              f"of the runs in {folder / 'runs.csv'}", file=sys.stderr, flush=True)  # fmt: skip
+    return Record.load(folder, damaged="warn").results()
 
 
 def is_atari(env_id: str) -> bool:
@@ -349,7 +379,7 @@ def main(args: Args) -> None:
         return
     out = Path(args.out) if args.out else RESULTS
     for preset, records in pages_of_records(Path(args.record_dir)).items():
-        rows = [row for folder in records for row in Record.load(folder).results()]
+        rows = [row for folder in records for row in rows_from_record(folder)]
         rows = shared_rows(records, rows)
         superseded = [r for r in rows if r.get("superseded_by")]
         rows = [r for r in rows if not r.get("superseded_by")]
@@ -416,7 +446,7 @@ def shared_rows(folders: list[Path], rows: list[dict[str, Any]]) -> list[dict[st
         preset = known.get(folder.name)
         if preset is None:
             continue
-        for variant, source in shared_records(folder, preset.shared).items():
+        for variant, source in shared_records(folder, preset.shared, "warn").items():
             for row in source.results():
                 planned = row["env_id"] in preset.env_ids and row["seed"] in preset.seeds
                 if row["variant"] == variant and planned and key_of(row) not in source_keys:

@@ -221,6 +221,9 @@ def table1_lines(
     """Markdown: Table 1 beside the paper's column, with intervals and ranks, then per env."""
     per_variant = normalized_runs(rows, random_scores)
     ours = normalized_scores(rows, random_scores)
+    if not ours:  # no run has ended an episode (or no env has a random score): nothing to rank
+        return [f"No scores yet: none of the {len(rows)} runs has a last-100 return (no episode "
+                "ended) on an env with a random-policy score.", ""]  # fmt: skip
     paper = paper_table1()
     variants = sorted(ours, key=lambda v: (variant_order(v), v))
     our_ranks = ranks({v: ours[v]["score"] for v in variants})

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, assert_usage_error
 
 sys.path.insert(0, str(REPO / "scripts"))
 import atari_tables  # noqa: E402
@@ -371,3 +371,66 @@ def test_table1_page_sets_the_2017_setup_beside_today_and_the_ablation_has_its_t
     assert (
         not (out / "paper-table1-2017.md").read_text().count("2017 setup |")
     )  # no self-comparison
+
+
+def test_mujoco_runs_without_an_episode_are_a_page_not_a_crash(tmp_path):
+    """Table 1 of runs that never ended an episode (scores null) says so instead of a ValueError."""
+    write_runs(tmp_path / "runs", [rec("Pendulum-v1", "clip_0.2", s, None) for s in (1, 2)])
+    out = tmp_path / "out"
+    result = run_report("--runs-dir", str(tmp_path / "runs"), "--out", str(out),
+                        "--random-scores", str(write_random(tmp_path)))  # fmt: skip
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert (
+        "No scores yet: none of the 2 runs has a last-100 return" in (out / "report.md").read_text()
+    )
+
+
+def test_a_corrupt_summary_is_named_in_a_warning_and_none_readable_is_an_error(tmp_path):
+    runs = tmp_path / "runs"
+    write_runs(runs, [rec("Pendulum-v1", "clip_0.2", s, -1000.0) for s in (1, 2)])
+    cut = runs / "run1" / "summary.json"
+    cut.write_text(cut.read_text()[:40])  # cut by a crash or a full disk
+    out = tmp_path / "out"
+    result = run_report("--runs-dir", str(runs), "--out", str(out),
+                        "--random-scores", str(write_random(tmp_path)))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"warning: {cut} cannot be read (JSONDecodeError" in result.stderr
+    assert "1 runs (1 finished)" in (out / "report.md").read_text()
+    (runs / "run0" / "summary.json").write_text("[]")
+    result = run_report("--runs-dir", str(runs), "--out", str(out))
+    assert_usage_error(result, "--runs-dir: none of the 2 summary.json files")
+    assert f"({runs / 'run0' / 'summary.json'} is not a JSON object; 1 more alike)" in result.stderr
+
+
+def write_record(folder):
+    """A results record of two Pendulum runs of the smoke preset, each with a curve."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import records
+
+    record = records.Record(folder / "smoke")
+    for seed in (1, 2):
+        row = {**rec("Pendulum-v1", "clip_0.2", seed, -1000.0 + seed), "status": "finished"}
+        record.add(
+            row,
+            {"steps": [100 * i for i in range(1, 21)], "returns": [-1500.0 + i for i in range(20)]},
+        )
+    record.save()
+    return record.folder
+
+
+def test_a_cut_curve_line_is_named_and_the_good_lines_used(tmp_path):
+    folder = write_record(tmp_path / "records")
+    curves = folder / "curves.jsonl"
+    curves.write_text(curves.read_text()[:-30])  # the last line cut
+    out = tmp_path / "out"
+    flags = ["--record-dir", str(tmp_path / "records"), "--out", str(out),
+             "--random-scores", str(write_random(tmp_path))]  # fmt: skip
+    result = run_report(*flags)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"warning: {curves} line 2: cut or not a JSON curve (JSONDecodeError" in result.stderr
+    assert "2 runs (2 finished)" in (out / "smoke.md").read_text()
+    assert (out / "img" / "smoke" / "curve_Pendulum-v1.png").is_file()  # seed 1's curve
+    curves.unlink()
+    result = run_report(*flags)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"warning: {curves} is missing; the page has no learning curves" in result.stderr
