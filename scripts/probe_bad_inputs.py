@@ -1,6 +1,6 @@
 """Run every bad input of issues 14 and 32 through the trainers and scripts; one line per case.
 
-    python scripts/probe_bad_inputs.py            # about two minutes on a laptop CPU
+    python scripts/probe_bad_inputs.py            # about three minutes on a laptop CPU
 
 Each case is a real command in a temporary folder. A case passes when the command ends with the
 expected exit code (2: bad input, refused in one ``error:`` line; 3: the run diverged; 0: accepted)
@@ -10,10 +10,12 @@ and prints no traceback. The exit code is the number of cases that did not pass.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +32,14 @@ BAD_FLAGS = [
     ["--total-timesteps", "10"], ["--save-every", "-1"], ["--keep-checkpoints", "-1"],
     ["--num-minibatches", "3"], ["--seed", "-1"], ["--resume", "runs/a", "--init-from", "runs/b"],
     ["--runs-dir", "{file}/runs"], ["--runs-dir", "/proc/ppo-runs"],
+    ["--exp-name", "x/../../escaped"], ["--exp-name", "two\nlines"], ["--exp-name", "x" * 300],
 ]  # fmt: skip
+# Damage one level down in a real checkpoint (issue 32, case 6): name -> what it does to the data.
+DAMAGE = {
+    "args without num_steps": lambda d: d["args"].pop("num_steps"),
+    "a model tensor removed": lambda d: d["model"].pop(next(iter(d["model"]))),
+    "normalizers={}": lambda d: d.update(normalizers={}),
+}
 
 
 @dataclass
@@ -38,6 +47,7 @@ class Case:
     name: str
     command: list[str]
     expected: int
+    quiet: bool = False  # no warning may be printed either
 
 
 def script(trainer: str, name: str = "train.py") -> list[str]:
@@ -58,8 +68,14 @@ def run(case: Case, cwd: Path) -> bool:
     else:
         said = next((line for line in lines if line.startswith(("diverged:", "error:"))), "")
         one_line = True
+    if case.quiet and "Warning" in err:
+        one_line, said = False, next(line for line in lines if "Warning" in line)
     ok = code == case.expected and one_line and "Traceback" not in err
-    print(f"{'PASS' if ok else 'FAIL'}  {case.name:60.60s} exit {code}  {said}", flush=True)
+    return report(ok, case.name, code, said)
+
+
+def report(ok: bool, name: str, code: int | None, said: str) -> bool:
+    print(f"{'PASS' if ok else 'FAIL'}  {name:60.60s} exit {code}  {said}", flush=True)
     return ok
 
 
@@ -75,6 +91,33 @@ def make_checkpoints(folder: Path) -> tuple[Path, Path]:
     stub = folder / "stub.pt"
     torch.save({"format_version": 1}, stub)
     return run_dir, stub
+
+
+def damaged_checkpoints(folder: Path, run_dir: Path) -> dict[str, Path]:
+    """A copy of the run's checkpoint per kind of ``DAMAGE``, each in a run folder of its own."""
+    import torch
+
+    damaged = {}
+    for k, (name, damage) in enumerate(DAMAGE.items()):
+        data = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)
+        damage(data)
+        path = folder / f"damaged_{k}" / "checkpoints" / "latest.pt"
+        path.parent.mkdir(parents=True)
+        torch.save(data, path)
+        damaged[name] = path
+    return damaged
+
+
+def read_only(folder: Path, command: list[str]) -> list[str] | None:
+    """``command`` run where ``folder`` is read-only: a read-only bind mount in a mount namespace
+    of its own (root writes into a chmod-ed folder), a chmod for another user; None if neither."""
+    mount = ["unshare", "-rm", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', str(folder)]
+    if subprocess.run([*mount, "true"], capture_output=True).returncode == 0:
+        return [*mount, *command]
+    if os.geteuid() == 0:
+        return None
+    folder.chmod(0o555)
+    return command
 
 
 def cases(folder: Path, run_dir: Path, stub: Path) -> list[Case]:
@@ -99,6 +142,23 @@ def cases(folder: Path, run_dir: Path, stub: Path) -> list[Case]:
                     [*script("ppo_continuous", "evaluate.py"), str(run_dir), "--out", f"{a_file}/e.json"], 2))  # fmt: skip
     out.append(Case("ppo_continuous evaluate.py RUN --out <a folder>",
                     [*script("ppo_continuous", "evaluate.py"), str(run_dir), "--episodes", "1", "--out", str(folder)], 0))  # fmt: skip
+    cem = script("ppo_continuous", "cem.py")
+    small_cem = ["--env-id", "Pendulum-v1", "--num-steps", "200", "--runs-dir", str(folder / "cem")]
+    out.append(Case("cem --num-envs 4", [*cem, *small_cem, "--num-envs", "4"], 2))
+    out.append(Case("cem Pendulum, 2 iterations: no warning printed",
+                    [*cem, *small_cem, "--total-timesteps", "400"], 0, quiet=True))  # fmt: skip
+    for name, path in damaged_checkpoints(folder, run_dir).items():
+        out.append(Case(f"ppo_continuous --resume <{name}>",
+                        [*script("ppo_continuous"), "--resume", str(path)], 2))  # fmt: skip
+        out.append(Case(f"ppo_continuous evaluate.py <{name}>",
+                        [*script("ppo_continuous", "evaluate.py"), str(path), "--out", str(folder)], 2))  # fmt: skip
+    read_only_run = folder / "read_only_run"
+    shutil.copytree(run_dir, read_only_run)
+    command = read_only(
+        read_only_run, [*script("ppo_continuous", "evaluate.py"), str(read_only_run)]
+    )
+    if command is not None:
+        out.append(Case("ppo_continuous evaluate.py <read-only run folder>", command, 2))
     diverge = [
         "--learning-rate",
         "1e6",
@@ -196,6 +256,49 @@ def combination_and_rank_cases(folder: Path, run_dir: Path) -> list[Case]:
     return out
 
 
+def same_name_runs(folder: Path) -> bool:
+    """Three runs started at once with the same env, --exp-name and seed (issue 32, case 1): each
+    must finish in a folder of its own (the run name has a second's resolution)."""
+    runs = folder / "race"
+    command = [*script("ppo_continuous"), *SMALL["ppo_continuous"], "--total-timesteps", "256",
+               "--update-epochs", "1", "--runs-dir", str(runs)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [*command, "--learning-rate", lr],
+            cwd=folder,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for lr in ("1e-4", "3e-4", "1e-3")
+    ]
+    codes = [proc.wait(600) for proc in procs]
+    summaries = sorted(runs.glob("*/summary.json")) if runs.exists() else []
+    ok = codes == [0, 0, 0] and len(summaries) == 3
+    return report(ok, "3 runs at once, same name: 3 folders, 3 summaries", max(codes),
+                  f"{len(summaries)} summaries in {len(list(runs.glob('*/')))} folders")  # fmt: skip
+
+
+def resume_while_running(folder: Path) -> bool:
+    """``--resume`` of a run that is still training (issue 32, case 1): refused, naming its pid."""
+    runs = folder / "live"
+    live = subprocess.Popen(
+        [*script("ppo_continuous"), *SMALL["ppo_continuous"], "--total-timesteps", "10000000",
+         "--save-every", "1", "--runs-dir", str(runs)],
+        cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 300
+        while not list(runs.glob("*/checkpoints/latest.pt")) and time.time() < deadline:
+            time.sleep(0.2)
+        (run_dir,) = runs.iterdir()
+        case = Case("ppo_continuous --resume <a run still training>",
+                    [*script("ppo_continuous"), "--resume", str(run_dir)], 2)  # fmt: skip
+        return run(case, folder)
+    finally:
+        live.kill()
+        live.wait()
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="probe-bad-inputs-") as tmp:
         folder = Path(tmp)
@@ -203,7 +306,9 @@ def main() -> int:
         todo = cases(folder, run_dir, stub)
         todo += report_and_sweep_cases(folder) + combination_and_rank_cases(folder, run_dir)
         failed = sum(not run(case, folder) for case in todo)
-    print(f"\n{len(todo) - failed} of {len(todo)} cases handled as expected")
+        failed += sum(not check(folder) for check in (same_name_runs, resume_while_running))
+        total = len(todo) + 2
+    print(f"\n{total - failed} of {total} cases handled as expected")
     return failed
 
 
