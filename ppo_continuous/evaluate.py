@@ -19,9 +19,10 @@ from ppo_continuous.train import Agent, Args, freeze_normalizers, make_envs, nor
 
 
 def evaluate(eval_args: EvalArgs) -> dict:
-    # PPO's, TRPO's and CEM's checkpoints hold the same network (train.Agent) and env settings
+    # PPO's, TRPO's and CEM's checkpoints, and each run's of a batched group, hold the same
+    # network (train.Agent) and env settings
     # (CEM's policy is deterministic: evaluate it with --deterministic).
-    trainers = ("ppo_continuous", "trpo_continuous", "cem_continuous")
+    trainers = ("ppo_continuous", "trpo_continuous", "cem_continuous", "ppo_continuous.batched_run")
     ckpt, device, videos = open_evaluation(eval_args, trainers)
     saved = {k: v for k, v in ckpt.args.items() if k in Args.__dataclass_fields__}
     args = replace(Args(**saved), num_envs=1, capture_video=eval_args.capture_video)

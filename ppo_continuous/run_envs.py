@@ -98,7 +98,10 @@ class RunningMeanStds:
 
 
 class RunEnvs:
-    """R envs of ``env_id``, env r for run r, with same-step autoreset (as ``train.make_envs``)."""
+    """R envs of ``env_id``, env r for run r, with same-step autoreset (as ``train.make_envs``).
+
+    It answers ``reset`` and ``step`` as gymnasium's ``SyncVectorEnv`` does, so the trainer's own
+    ``train.Rollout`` steps it."""
 
     def __init__(self, env_id: str, num_runs: int, gamma: float) -> None:
         route_mujoco_warnings()  # no MUJOCO_LOG.TXT; each distinct warning once
@@ -108,6 +111,8 @@ class RunEnvs:
             for _ in range(num_runs)
         ]
         space = self.envs[0].observation_space
+        self.single_observation_space = space
+        self.single_action_space = self.envs[0].action_space
         self.obs_shape: tuple[int, ...] = space.shape
         self.action_shape: tuple[int, ...] = self.envs[0].action_space.shape
         self.gamma = gamma
@@ -127,20 +132,20 @@ class RunEnvs:
         )
         return np.clip(normalized, -CLIP, CLIP)
 
-    def reset(self, seeds: list[int]) -> np.ndarray:
-        """Reset env r with ``seeds[r]``; the normalised observations, (R, obs_dim) float32."""
-        for r, (env, seed) in enumerate(zip(self.envs, seeds, strict=True)):
-            self._raw_obs[r] = env.reset(seed=seed)[0]
-        return self._normalize_obs()
+    def reset(self, seed: list[int]) -> tuple[np.ndarray, dict]:
+        """Reset env r with ``seed[r]``; the normalised observations, (R, obs_dim) float32."""
+        for r, (env, env_seed) in enumerate(zip(self.envs, seed, strict=True)):
+            self._raw_obs[r] = env.reset(seed=env_seed)[0]
+        return self._normalize_obs(), {}
 
     def step(
         self, actions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
-        """Step every env; returns (obs, rewards, terminations, truncations, episodes).
+        """Step every env; returns (obs, rewards, terminations, truncations, info).
 
-        ``episodes`` maps a run whose episode ended this step to its (return, length) from
-        RecordEpisodeStatistics; its env was reset, and ``obs`` holds the new episode's first
-        observation, as in ``train.make_envs``.
+        Where an episode ended, ``info["final_info"]`` holds its return and length (from
+        RecordEpisodeStatistics) as ``SyncVectorEnv`` gives them; its env was reset, and ``obs``
+        holds the new episode's first observation, as in ``train.make_envs``.
         """
         num_runs = len(self.envs)
         terminations = np.zeros(num_runs, dtype=bool)
@@ -165,7 +170,7 @@ class RunEnvs:
                 self._raw_obs[r] = self.envs[r].reset()[0]
                 ended[r] = True
             next_obs = np.where(ended[:, None], self._normalize_obs(ended), next_obs)
-        return next_obs, rewards, terminations, truncations, episodes
+        return next_obs, rewards, terminations, truncations, final_info(episodes, num_runs)
 
     def state_dict(self) -> dict[str, Any]:
         return {"obs_rms": self.obs_rms.state_dict(), "return_rms": self.return_rms.state_dict(),
@@ -179,3 +184,14 @@ class RunEnvs:
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+def final_info(episodes: dict[int, tuple[float, int]], num_envs: int) -> dict:
+    """``SyncVectorEnv``'s info for the envs whose episode ended: (return, length) by env."""
+    if not episodes:
+        return {}
+    ended = np.zeros(num_envs, dtype=bool)
+    returns, lengths = np.zeros(num_envs), np.zeros(num_envs, dtype=np.int64)
+    for r, (episode_return, length) in episodes.items():
+        ended[r], returns[r], lengths[r] = True, episode_return, length
+    return {"final_info": {"episode": {"r": returns, "l": lengths}, "_episode": ended}}

@@ -466,6 +466,8 @@ def batch_of(agent: Agent, rollout: Rollout, next_obs: torch.Tensor, args: Args)
     b_obs, b_actions = rollout.flatten(rollout.obs), rollout.flatten(rollout.actions)
     with torch.no_grad():
         old = agent.evaluate(b_obs, b_actions)
+        # log_std is a view of the parameter, which Adam changes in place: keep a copy.
+        old_log_stds = old.log_stds.clone()
         values = rollout.unflatten(old.values)
         final_values = agent.value(rollout.final_obs) if args.bootstrap_truncated else None
         # --8<-- [start:advantages]
@@ -474,8 +476,7 @@ def batch_of(agent: Agent, rollout: Rollout, next_obs: torch.Tensor, args: Args)
             rollout.truncations, final_values, args.gamma, args.gae_lambda,
         )  # fmt: skip
         # --8<-- [end:advantages]
-    # log_std is a view of the parameter, which Adam changes in place: keep a copy.
-    return Batch(b_obs, b_actions, old.means, old.log_stds.clone(), rollout.flatten(advantages),
+    return Batch(b_obs, b_actions, old.means, old_log_stds, rollout.flatten(advantages),
                  OldPolicy(old.log_probs, old.values, rollout.flatten(returns)))  # fmt: skip
 
 
