@@ -63,6 +63,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.algorithms import make_optimizer
 from common.checkpoint import FORMAT_VERSION as CHECKPOINT_FORMAT
 from common.checkpoint import StopRequest, rng_state, set_rng_state
 from common.cli import (
@@ -541,10 +542,12 @@ def _map(fn: Any, tree: dict[str, Any]) -> dict[str, Any]:
 def main(args: Args, given_flags: Collection[str] = ()) -> None:
     saved = load_group(args.resume) if args.resume else None
     if saved is not None:
-        refuse_changed_flags(args.resume, given_flags)
-        resume_from = args.resume
-        args = Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["args"].items()})
-        args.resume = resume_from
+        saved_args = Args(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in saved["args"].items()}
+        )
+        refuse_changed_flags(args, saved_args, given_flags)
+        saved_args.resume = args.resume
+        args = saved_args
     runs_args = run_args(args)
     num_runs = len(runs_args)
     torch.set_num_threads(args.torch_threads)
@@ -556,7 +559,10 @@ def main(args: Args, given_flags: Collection[str] = ()) -> None:
     # Each run's env: the trainer's wrapper stack, one env per run, stepped together.
     envs = RunEnvs(args.env_id, num_runs, args.gamma)
     agent = BatchedAgent(initial_agents([r.seed for r in runs_args], *train.env_dims(envs)))
-    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+    first = runs_args[0]  # the shared flags are every run's
+    optimizer = make_optimizer(
+        first.optimizer, agent.parameters(), first.learning_rate, first.rmsprop_alpha, fused=True
+    )
     # Action noise and minibatch orders: one generator for the group, seeded by the first run.
     random.seed(runs_args[0].seed)
     np.random.seed(runs_args[0].seed)
@@ -689,14 +695,16 @@ def log_iteration(
         }, run.global_step)  # fmt: skip
 
 
-def refuse_changed_flags(group_dir: str, given_flags: Collection[str]) -> None:
-    """A resumed group goes on with its saved settings: any other flag given is refused."""
-    changed = sorted(set(given_flags) - {"resume", "group_dir"})
-    if changed:
-        exit_usage(
-            f"{flag(changed[0])}: cannot be changed when resuming a group (--resume {group_dir} "
-            "goes on with the settings it was started with); start a new group to change it"
-        )
+def refuse_changed_flags(args: Args, saved: Args, given_flags: Collection[str]) -> None:
+    """A resumed group goes on with its saved settings: a flag given with another value is
+    refused in one line (given again with its saved value, it is accepted)."""
+    for name in sorted(set(given_flags) - {"resume", "group_dir"}):
+        if getattr(args, name) != getattr(saved, name):
+            exit_usage(
+                f"{flag(name)}: cannot be changed when resuming a group (--resume {args.resume} "
+                f"goes on with the settings it was started with, {getattr(saved, name)!r}); "
+                "start a new group to change it"
+            )
 
 
 def stop_if_any_diverged(runs: list[GroupRun], group_dir: Path) -> None:
