@@ -94,13 +94,15 @@ def make_optimizer(
     parameters: Iterable[torch.nn.Parameter],
     learning_rate: float,
     rmsprop_alpha: float,
+    eps: float = 1e-5,
     **adam_options: Any,
 ) -> torch.optim.Optimizer:
-    """Adam (PPO's) or RMSprop (A2C's), both with epsilon 1e-5 as ppo2 and baselines' A2C use.
+    """Adam (PPO's) or RMSprop (A2C's), both with epsilon 1e-5 by default, as ppo2 and baselines'
+    A2C use (the 2017 PPO code's Adam used 1e-8: ``--optimizer-eps``).
 
     PyTorch's RMSprop adds epsilon outside the square root, TensorFlow's (baselines') inside it;
     with epsilon 1e-5 the two differ only where the squared-gradient average is below about 1e-8.
     """
     if name == "rmsprop":
-        return torch.optim.RMSprop(parameters, lr=learning_rate, alpha=rmsprop_alpha, eps=1e-5)
-    return torch.optim.Adam(parameters, lr=learning_rate, eps=1e-5, **adam_options)
+        return torch.optim.RMSprop(parameters, lr=learning_rate, alpha=rmsprop_alpha, eps=eps)
+    return torch.optim.Adam(parameters, lr=learning_rate, eps=eps, **adam_options)

@@ -7,7 +7,7 @@ trainer file shows the hyperparameters of its algorithm and nothing else is writ
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 
 @dataclass
@@ -58,3 +58,19 @@ class RunArgs:
     """continue the run saved at this checkpoint or run folder (other flags that change the experiment are refused)"""
     init_from: str | None = None
     """start a new run from the weights (and normalisation statistics) of this checkpoint"""
+
+
+@dataclass
+class CodeLevelArgs(RunArgs):
+    """The code-level choices around a continuous-control algorithm that the paper does not state:
+    what today's PPO codes (ppo2, CleanRL) do by default, each one a flag so that the 2017 code's
+    setup (docs/results/setup-2017.md) and every mix of the two can be run."""
+
+    norm_reward: bool = True
+    """scale rewards by a running std of the discounted return, clipped to +-10 (ppo2's
+    VecNormalize); the 2017 code has no reward scaling (--no-norm-reward)"""
+    obs_clip: float = 10.0
+    """clip normalised observations to +-this (ppo2: 10; the 2017 code: 5)"""
+    init: Literal["orthogonal", "normc"] = "orthogonal"
+    """weight initialisation: orthogonal (ppo2, CleanRL) or normc, rows of unit norm (the 2017
+    code); both scale the policy's last layer to 0.01 and zero the biases"""

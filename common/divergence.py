@@ -35,14 +35,18 @@ class Diverged(Exception):
 def clip_gradients(
     parameters: Iterable[torch.Tensor], max_norm: float, loss: torch.Tensor, step: int
 ) -> torch.Tensor:
-    """Clip the global gradient norm to ``max_norm`` and return it (before clipping).
+    """Clip the global gradient norm to ``max_norm`` (0: no clipping) and return it (before clipping).
 
     Raises ``Diverged`` when ``loss`` or the norm is not finite; call it before
     ``optimizer.step()``, which must then not run. One host sync per call, for both checks.
     """
     # foreach: one batched pass over the tensors (CUDA's default); CPU's default, a Python loop
     # per tensor, takes several percent of a small network's update. The same norm, bit for bit.
-    norm = nn.utils.clip_grad_norm_(parameters, max_norm, foreach=True)
+    if max_norm > 0:
+        norm = nn.utils.clip_grad_norm_(parameters, max_norm, foreach=True)
+    else:  # measured for the divergence check, gradients left as they are (the 2017 code)
+        grads = [p.grad for p in parameters if p.grad is not None]
+        norm = nn.utils.get_total_norm(grads, foreach=True)
     loss = loss.detach()
     if not bool(torch.isfinite(loss) & torch.isfinite(norm)):
         if not torch.isfinite(loss):

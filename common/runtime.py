@@ -38,6 +38,16 @@ def layer_init(layer: nn.Module, std: float = np.sqrt(2), bias: float = 0.0) -> 
     # --8<-- [end:layer_init]
 
 
+def normc_init(layer: nn.Linear, std: float = 1.0) -> nn.Linear:
+    """Gaussian weights rescaled so each unit's incoming weights have norm ``std``, zero bias: the
+    2017 code's ``normc_initializer`` (openai/baselines da99706, ``common/tf_util.py``)."""
+    with torch.no_grad():
+        weight = torch.randn_like(layer.weight)
+        layer.weight.copy_(weight * (std / weight.norm(dim=1, keepdim=True)))
+        layer.bias.zero_()
+    return layer
+
+
 def run_layers(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """``layers(x)``, calling each layer's ``forward`` directly: the same arithmetic without
     ``nn.Module.__call__``'s hook handling, which for one observation a step (a rollout) costs

@@ -78,7 +78,13 @@ RULES: tuple[Rule, ...] = (
         "a positive number (the clip range of --objective clip and of --clip-vloss)",
         _clip_coef_ok,
     ),
-    Rule("max_grad_norm", "a positive number (a negative one reverses every step)", _positive),
+    Rule(
+        "max_grad_norm",
+        "0 (no clipping) or a positive number (a negative one reverses every step)",
+        _not_negative,
+    ),
+    Rule("obs_clip", "a positive number (normalised observations are clipped to +-it)", _positive),
+    Rule("optimizer_eps", "a positive number", _positive),
     Rule("kl_beta", "a positive number", _positive),
     Rule("kl_target", "a positive number", _positive),
     Rule(

@@ -56,7 +56,7 @@ from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -143,7 +143,9 @@ class Args:
     update_epochs: int = 10
     """epochs K over each batch"""
     norm_adv: bool = True
-    """normalise advantages within each minibatch"""
+    """standardise advantages (zero mean, unit std) before the surrogate uses them"""
+    adv_norm_scope: Literal["minibatch", "batch"] = "minibatch"
+    """where --norm-adv standardises: within each minibatch or over each run's whole batch"""
     clip_vloss: bool = True
     """clip the value loss around the rollout's values, as ppo2 does (Table 1: --no-clip-vloss)"""
     ent_coef: float = 0.0
@@ -151,7 +153,15 @@ class Args:
     vf_coef: float = 0.5
     """value-function coefficient c1"""
     max_grad_norm: float = 0.5
-    """gradient-norm clip, per run"""
+    """gradient-norm clip, per run; 0 turns it off"""
+    optimizer_eps: float = 1e-5
+    """Adam's epsilon"""
+    norm_reward: bool = True
+    """scale rewards by a running std of the discounted return, clipped to +-10"""
+    obs_clip: float = 10.0
+    """clip normalised observations to +-this"""
+    init: Literal["orthogonal", "normc"] = "orthogonal"
+    """weight initialisation: orthogonal (ppo2, CleanRL) or normc (the 2017 code)"""
 
     @property
     def num_runs(self) -> int:
@@ -299,12 +309,14 @@ class BatchedAgent(nn.Module):
         return agent
 
 
-def initial_agents(seeds: list[int], obs_dim: int, act_dim: int) -> list[train.Agent]:
+def initial_agents(
+    seeds: list[int], obs_dim: int, act_dim: int, init: str = "orthogonal"
+) -> list[train.Agent]:
     """Each run's initial network, exactly as the single trainer builds it for its seed."""
     agents = []
     for seed in seeds:
         torch.manual_seed(seed)  # what seed_everything does before the trainer builds its Agent
-        agents.append(train.Agent(obs_dim, act_dim))
+        agents.append(train.Agent(obs_dim, act_dim, init))
     return agents
 
 
@@ -364,9 +376,12 @@ def random_orders(num_runs: int) -> Callable[[int], torch.Tensor]:
 
 
 def clip_grad_norms(parameters: list[nn.Parameter], max_norm: float) -> torch.Tensor:
-    """Per run, ``torch.nn.utils.clip_grad_norm_`` over that run's slices; returns the norms (R,)."""
+    """Per run, ``torch.nn.utils.clip_grad_norm_`` over that run's slices (``max_norm`` 0: none,
+    as ``common.divergence.clip_gradients``); returns the norms (R,)."""
     grads = [p.grad for p in parameters]
     norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads], dim=1).norm(dim=1)
+    if max_norm <= 0:
+        return norms
     scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)  # clip_grad_norm_'s formula
     for g in grads:
         g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
@@ -490,6 +505,7 @@ def run_checkpoint(
                       "var": torch.as_tensor(stats[kind]["var"][r]),
                       "count": float(stats[kind]["count"][r])}
         for kind in ("obs_rms", "return_rms")
+        if kind in stats
     }  # fmt: skip
     return {
         "format_version": CHECKPOINT_FORMAT,
@@ -557,12 +573,14 @@ def main(args: Args, given_flags: Collection[str] = ()) -> None:
     )  # fmt: skip
 
     # Each run's env: the trainer's wrapper stack, one env per run, stepped together.
-    envs = RunEnvs(args.env_id, num_runs, args.gamma)
-    agent = BatchedAgent(initial_agents([r.seed for r in runs_args], *train.env_dims(envs)))
+    envs = RunEnvs(args.env_id, num_runs, args.gamma, args.obs_clip, args.norm_reward)
+    seeds = [r.seed for r in runs_args]
+    agent = BatchedAgent(initial_agents(seeds, *train.env_dims(envs), args.init))
     first = runs_args[0]  # the shared flags are every run's
     optimizer = make_optimizer(
-        first.optimizer, agent.parameters(), first.learning_rate, first.rmsprop_alpha, fused=True
-    )
+        first.optimizer, agent.parameters(), first.learning_rate, first.rmsprop_alpha,
+        eps=first.optimizer_eps, fused=True,
+    )  # fmt: skip
     # Action noise and minibatch orders: one generator for the group, seeded by the first run.
     random.seed(runs_args[0].seed)
     np.random.seed(runs_args[0].seed)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from common.args import RunArgs
+from common.args import CodeLevelArgs
 from common.cli import flags_on_command_line, parse_args
 from common.run import Run
 from ppo_continuous import train
@@ -30,10 +30,11 @@ TRAINER = "cem_continuous"  # the checkpoints' tag; ppo_continuous/evaluate.py p
 
 
 @dataclass
-class Args(RunArgs):
-    """Every flag of CEM; the experiment, tracking and checkpoint ones are shared (common/args.py)."""
+class Args(CodeLevelArgs):
+    """Every flag of CEM; the experiment, tracking, checkpoint and code-level ones are
+    shared (common/args.py)."""
 
-    resumable_flags = RunArgs.resumable_flags | {"torch_threads"}
+    resumable_flags = CodeLevelArgs.resumable_flags | {"torch_threads"}
 
     exp_name: str = "cem_continuous"
     """the name of this experiment, part of the run name"""
@@ -124,7 +125,9 @@ def main(args: Args, given_flags: Collection[str] = ()) -> None:
         args = run.args
         torch.set_num_threads(args.torch_threads)
         envs = train.make_envs(args, run.video_folder)
-        agent = train.Agent.for_envs(envs)  # on the CPU, where the search distribution is
+        agent = train.Agent.for_envs(
+            envs, args.init
+        )  # on the CPU, where the search distribution is
         search = SearchDistribution(parameters_to_vector(agent.actor_mean.parameters()), args.init_std)  # fmt: skip
         run.start(agent, search, envs, normalizers=train.normalizers(envs))
         learn(args, run, envs, agent, search)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, fields
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
@@ -29,7 +30,7 @@ from common.algorithms import (
     make_optimizer,
     with_algorithm_defaults,
 )
-from common.args import RunArgs
+from common.args import CodeLevelArgs
 from common.cli import UsageError, flags_on_command_line, parse_args, require_registered_env
 from common.distributed import World
 from common.distributions import gaussian_entropy, gaussian_kl, gaussian_log_prob
@@ -47,17 +48,18 @@ from common.losses import (
 )
 from common.objectives import Objective, adapt_kl_beta
 from common.run import Run
-from common.runtime import layer_init, route_mujoco_warnings, run_layers
+from common.runtime import layer_init, normc_init, route_mujoco_warnings, run_layers
 from common.schedules import linear_anneal
 from common.validation import check_command_line, is_atari_id, make_env_or_usage_error
 from ppo_continuous.run_envs import OneSampleRunningMeanStd
 
 
 @dataclass
-class Args(RunArgs):
-    """Every flag of this trainer; the experiment, tracking and checkpoint ones are shared (common/args.py)."""
+class Args(CodeLevelArgs):
+    """Every flag of this trainer; the experiment, tracking, checkpoint and code-level ones
+    (reward scaling, observation clip, initialisation) are shared (common/args.py)."""
 
-    resumable_flags = RunArgs.resumable_flags | {"torch_threads"}
+    resumable_flags = CodeLevelArgs.resumable_flags | {"torch_threads"}
 
     exp_name: str = "ppo_continuous"
     """the name of this experiment, part of the run name"""
@@ -86,13 +88,18 @@ class Args(RunArgs):
     update_epochs: int = 10
     """epochs K over each batch"""
     norm_adv: bool = True
-    """normalise advantages within each minibatch"""
+    """standardise advantages (zero mean, unit std) before the surrogate uses them"""
+    adv_norm_scope: Literal["minibatch", "batch"] = "minibatch"
+    """where --norm-adv standardises: within each minibatch (ppo2, CleanRL) or over the whole
+    batch once per iteration (the 2017 code)"""
     algorithm: Algorithm = "ppo"
     """ppo; a2c: baselines' A2C as this trainer's configuration (one epoch of one minibatch,
     RMSprop, short rollouts); vpg (continuous only): one policy-gradient step per batch with a
     KL-adapted step size; each sets its values for every flag not given (common/algorithms.py)"""
     optimizer: OptimizerName = "adam"
-    """adam (PPO's) or rmsprop (A2C's); both with epsilon 1e-5"""
+    """adam (PPO's) or rmsprop (A2C's)"""
+    optimizer_eps: float = 1e-5
+    """the optimizer's epsilon (ppo2's 1e-5; the 2017 code's Adam used 1e-8)"""
     rmsprop_alpha: float = 0.99
     """RMSprop's smoothing constant (with --optimizer rmsprop)"""
     objective: Objective = "clip"
@@ -113,7 +120,7 @@ class Args(RunArgs):
     vf_coef: float = 0.5
     """value-function coefficient c1"""
     max_grad_norm: float = 0.5
-    """global gradient-norm clip"""
+    """global gradient-norm clip (ppo2, CleanRL); 0 turns it off (the 2017 code has none)"""
     target_kl: float | None = None
     """stop the epochs early when approx_kl exceeds this (CleanRL's option; off by default)"""
     bootstrap_truncated: bool = False
@@ -170,10 +177,13 @@ def make_envs(
             env = gym.wrappers.ClipAction(env)  # the env gets clipped actions; we store unclipped
             env = gym.wrappers.NormalizeObservation(env)
             env.obs_rms = OneSampleRunningMeanStd.replacing(env.obs_rms)  # same numbers, faster
-            env = gym.wrappers.TransformObservation(env, clip_10, env.observation_space)
-            env = gym.wrappers.NormalizeReward(env, gamma=args.gamma)  # scale by std of the return
-            env.return_rms = OneSampleRunningMeanStd.replacing(env.return_rms)
-            env = gym.wrappers.TransformReward(env, clip_10)
+            env = gym.wrappers.TransformObservation(
+                env, symmetric_clip(args.obs_clip), env.observation_space
+            )
+            if args.norm_reward:
+                env = gym.wrappers.NormalizeReward(env, gamma=args.gamma)  # by the return's std
+                env.return_rms = OneSampleRunningMeanStd.replacing(env.return_rms)
+                env = gym.wrappers.TransformReward(env, clip_10)
             # --8<-- [end:env_wrappers]
             return env
 
@@ -195,8 +205,13 @@ def env_dims(envs: gym.vector.VectorEnv) -> tuple[int, int]:
 
 
 def clip_10(x):
-    """Normalised observations and rewards are clipped to +-10, as in ppo2's VecNormalize."""
+    """Normalised rewards are clipped to +-10, as in ppo2's VecNormalize."""
     return np.clip(x, -10.0, 10.0)
+
+
+def symmetric_clip(bound: float):
+    """x -> x clipped to [-bound, bound]: normalised observations (ppo2: 10, the 2017 code: 5)."""
+    return clip_10 if bound == 10.0 else lambda x: np.clip(x, -bound, bound)
 
 
 def normalizers(envs: gym.vector.SyncVectorEnv) -> dict:
@@ -204,7 +219,8 @@ def normalizers(envs: gym.vector.SyncVectorEnv) -> dict:
     stats = {}
     for i, env in enumerate(envs.envs):
         stats[f"obs_rms_{i}"] = env.get_wrapper_attr("obs_rms")
-        stats[f"return_rms_{i}"] = env.get_wrapper_attr("return_rms")
+        if env.has_wrapper_attr("return_rms"):  # not with --no-norm-reward
+            stats[f"return_rms_{i}"] = env.get_wrapper_attr("return_rms")
     return stats
 
 
@@ -220,24 +236,26 @@ def freeze_normalizers(envs: gym.vector.SyncVectorEnv) -> None:
 class Agent(nn.Module):
     """Separate 64-64 tanh actor and critic; a Gaussian policy with a state-independent log-std."""
 
-    def __init__(self, obs_dim: int, act_dim: int) -> None:
+    def __init__(self, obs_dim: int, act_dim: int, init: str = "orthogonal") -> None:
         super().__init__()
+        # Hidden layers' gain: sqrt(2) orthogonal (ppo2) or unit-norm rows (the 2017 code's normc)
+        init_layer, hidden = (layer_init, np.sqrt(2)) if init == "orthogonal" else (normc_init, 1.0)
         self.critic = nn.Sequential(
-            layer_init(nn.Linear(obs_dim, 64)), nn.Tanh(),
-            layer_init(nn.Linear(64, 64)), nn.Tanh(),
-            layer_init(nn.Linear(64, 1), std=1.0),
+            init_layer(nn.Linear(obs_dim, 64), hidden), nn.Tanh(),
+            init_layer(nn.Linear(64, 64), hidden), nn.Tanh(),
+            init_layer(nn.Linear(64, 1), 1.0),
         )  # fmt: skip
         self.actor_mean = nn.Sequential(
-            layer_init(nn.Linear(obs_dim, 64)), nn.Tanh(),
-            layer_init(nn.Linear(64, 64)), nn.Tanh(),
-            layer_init(nn.Linear(64, act_dim), std=0.01),
+            init_layer(nn.Linear(obs_dim, 64), hidden), nn.Tanh(),
+            init_layer(nn.Linear(64, 64), hidden), nn.Tanh(),
+            init_layer(nn.Linear(64, act_dim), 0.01),
         )  # fmt: skip
         self.actor_log_std = nn.Parameter(torch.zeros(act_dim))
 
     @classmethod
-    def for_envs(cls, envs: gym.vector.VectorEnv) -> Agent:
+    def for_envs(cls, envs: gym.vector.VectorEnv, init: str = "orthogonal") -> Agent:
         """The network sized for the envs' (flattened) observations and actions."""
-        return cls(*env_dims(envs))
+        return cls(*env_dims(envs), init)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(obs).squeeze(-1)
@@ -396,7 +414,7 @@ def minibatch_loss(
     """Eq. 9 on one minibatch (each run's, with a leading run axis)."""
     new = agent.evaluate(mb.obs, mb.actions)
     advantages = mb.advantages
-    if args.norm_adv:  # per minibatch (all ranks'), as ppo2 and CleanRL (the paper is silent)
+    if args.norm_adv and args.adv_norm_scope == "minibatch":  # as ppo2 and CleanRL (all ranks')
         advantages = normalize_advantages(advantages, world=world)
     kl = gaussian_kl(mb.means, mb.log_stds, new.means, new.log_stds)
     return ppo_loss(loss_config, mb.old, new, advantages, kl, args.clip_coef, kl_beta)
@@ -409,10 +427,11 @@ def main(args: Args, given_flags: Collection[str] = ()) -> None:
         args, device = run.args, run.device  # a resumed run goes on with its saved flags
         torch.set_num_threads(args.torch_threads)
         envs = make_envs(args, run.video_folder)
-        agent = Agent.for_envs(envs).to(device)
+        agent = Agent.for_envs(envs, args.init).to(device)
         optimizer = make_optimizer(
-            args.optimizer, agent.parameters(), args.learning_rate, args.rmsprop_alpha, fused=True
-        )
+            args.optimizer, agent.parameters(), args.learning_rate, args.rmsprop_alpha,
+            eps=args.optimizer_eps, fused=True,
+        )  # fmt: skip
         run.start(agent, optimizer, envs, normalizers=normalizers(envs))
         train(args, run, envs, agent, optimizer)
 
@@ -431,7 +450,7 @@ def train(args: Args, run: Run, envs, agent: Agent, optimizer: torch.optim.Optim
         next_obs = rollout.collect(agent, next_obs, run)
 
         # 2-3. pi_old and V for the batch, advantages by GAE (eqs. 11-12), targets R_t = A_t + V.
-        batch = batch_of(agent, rollout, next_obs, args)
+        batch = batch_of(agent, rollout, next_obs, args, run.world)
 
         # --8<-- [start:update]
         # 4. Optimise the surrogate (eq. 9) for K epochs of minibatch Adam.
@@ -460,7 +479,9 @@ def anneal(optimizer, args: Args, iteration: int, num_iterations: int, anchor) -
         optimizer.param_groups[0]["lr"] = lr
 
 
-def batch_of(agent: Agent, rollout: Rollout, next_obs: torch.Tensor, args: Args) -> Batch:
+def batch_of(
+    agent: Agent, rollout: Rollout, next_obs: torch.Tensor, args: Args, world=None
+) -> Batch:
     """The rollout as a batch: values, log pi_old and the old distribution in one pass (the policy
     did not change during the rollout, so batching is exact and much cheaper), and GAE."""
     b_obs, b_actions = rollout.flatten(rollout.obs), rollout.flatten(rollout.actions)
@@ -476,7 +497,10 @@ def batch_of(agent: Agent, rollout: Rollout, next_obs: torch.Tensor, args: Args)
             rollout.truncations, final_values, args.gamma, args.gae_lambda,
         )  # fmt: skip
         # --8<-- [end:advantages]
-    return Batch(b_obs, b_actions, old.means, old_log_stds, rollout.flatten(advantages),
+        advantages = rollout.flatten(advantages)
+        if args.norm_adv and args.adv_norm_scope == "batch":  # once, as the 2017 code does
+            advantages = normalize_advantages(advantages, world=world)
+    return Batch(b_obs, b_actions, old.means, old_log_stds, advantages,
                  OldPolicy(old.log_probs, old.values, rollout.flatten(returns)))  # fmt: skip
 
 

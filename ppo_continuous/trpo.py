@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from common.args import RunArgs
+from common.args import CodeLevelArgs
 from common.cli import flags_on_command_line, parse_args
 from common.distributions import gaussian_kl, gaussian_log_prob
 from common.gae import advantages_and_returns
@@ -32,10 +32,11 @@ TRAINER = "trpo_continuous"  # the checkpoints' tag; ppo_continuous/evaluate.py 
 
 
 @dataclass
-class Args(RunArgs):
-    """Every flag of TRPO; the experiment, tracking and checkpoint ones are shared (common/args.py)."""
+class Args(CodeLevelArgs):
+    """Every flag of TRPO; the experiment, tracking, checkpoint and code-level ones are
+    shared (common/args.py)."""
 
-    resumable_flags = RunArgs.resumable_flags | {"torch_threads"}
+    resumable_flags = CodeLevelArgs.resumable_flags | {"torch_threads"}
 
     exp_name: str = "trpo_continuous"
     """the name of this experiment, part of the run name"""
@@ -67,6 +68,8 @@ class Args(RunArgs):
     """the line search's shrink factor"""
     value_learning_rate: float = 1e-3
     """Adam step size of the value function"""
+    optimizer_eps: float = 1e-5
+    """epsilon of the value function's Adam (the PPO trainer's; the 2017 code's: 1e-8)"""
     value_epochs: int = 5
     """epochs of value-function fitting per batch"""
     value_minibatches: int = 32
@@ -212,8 +215,8 @@ def main(args: Args, given_flags: Collection[str] = ()) -> None:
         args, device = run.args, run.device
         torch.set_num_threads(args.torch_threads)
         envs = train.make_envs(args, run.video_folder)
-        agent = train.Agent.for_envs(envs).to(device)
-        value_optimizer = torch.optim.Adam(agent.critic.parameters(), lr=args.value_learning_rate, eps=1e-5)  # fmt: skip
+        agent = train.Agent.for_envs(envs, args.init).to(device)
+        value_optimizer = torch.optim.Adam(agent.critic.parameters(), lr=args.value_learning_rate, eps=args.optimizer_eps)  # fmt: skip
         run.start(agent, value_optimizer, envs, normalizers=train.normalizers(envs))
         learn(args, run, envs, agent, value_optimizer)
 

@@ -42,6 +42,36 @@ TABLE1_VARIANTS: dict[str, tuple[list[str], str]] = {
 }
 
 
+# The 2017 code's choices around PPO where today's codes differ (docs/results/setup-2017.md): one
+# flag group per choice, so the ablation can turn them on one at a time.
+SETUP_2017: dict[str, list[str]] = {
+    "no_norm_reward": ["--no-norm-reward"],
+    "obs_clip_5": ["--obs-clip", "5"],
+    "adv_norm_batch": ["--adv-norm-scope", "batch"],
+    "no_grad_clip": ["--max-grad-norm", "0"],
+    "constant_lr": ["--no-anneal-lr"],
+    "adam_eps_1e-8": ["--optimizer-eps", "1e-8"],
+    "normc_init": ["--init", "normc"],
+}
+SETUP_2017_FLAGS = [flag for flags in SETUP_2017.values() for flag in flags]
+# TRPO's share of them: it standardises its advantages over the batch, clips no gradient and keeps
+# its value function's step size constant already, so four flags make its 2017 setup.
+TRPO_SETUP_2017_FLAGS = [*SETUP_2017["no_norm_reward"], *SETUP_2017["obs_clip_5"],
+                         *SETUP_2017["adam_eps_1e-8"], *SETUP_2017["normc_init"]]  # fmt: skip
+# The ablation's objectives, in priority order: no clipping (0.10 here, -0.39 in the paper) first.
+ABLATION_OBJECTIVES = ("no_clip", "clip_0.2")
+
+
+def ablation_variants() -> dict[str, list[str]]:
+    """Today's setup for each ablated objective (shared with paper-table1), then the objective with
+    one 2017 choice at a time: ``{objective}+{choice}``."""
+    variants = {objective: TABLE1_VARIANTS[objective][0] for objective in ABLATION_OBJECTIVES}
+    for objective in ABLATION_OBJECTIVES:
+        for choice, flags in SETUP_2017.items():
+            variants[f"{objective}+{choice}"] = [*TABLE1_VARIANTS[objective][0], *flags]
+    return variants
+
+
 def atari49_ids() -> tuple[str, ...]:
     """The 49 games of the paper's Table 6, as NoFrameskip-v4 ids (baselines/ppo_paper_atari.csv)."""
     with open(REPO / "baselines" / "ppo_paper_atari.csv") as handle:
@@ -106,6 +136,25 @@ def all_presets() -> dict[str, Preset]:
     return {
         "paper-table1": Preset("ppo_continuous", MUJOCO_TABLE1, (1, 2, 3), table1,
                                ["--total-timesteps", "1000000", "--no-clip-vloss"], recorded=True),
+        # Table 1 under the 2017 code's setup (docs/results/setup-2017.md): its own record.
+        "paper-table1-2017": Preset("ppo_continuous", MUJOCO_TABLE1, (1, 2, 3), table1,
+                                    ["--total-timesteps", "1000000", "--no-clip-vloss",
+                                     *SETUP_2017_FLAGS], recorded=True),
+        # From today's setup, one 2017 choice at a time; today's runs are paper-table1's.
+        "paper-table1-ablation": Preset(
+            "ppo_continuous", MUJOCO_TABLE1, (1, 2, 3), ablation_variants(),
+            ["--total-timesteps", "1000000", "--no-clip-vloss"], recorded=True,
+            shared={objective: "paper-table1" for objective in ABLATION_OBJECTIVES},
+        ),
+        # Figure 3's PPO and TRPO under the 2017 setup: does the paper's ordering come back? PPO's
+        # runs are paper-table1-2017's clip_0.2.
+        "paper-figure3-2017": Preset(
+            "ppo_continuous", MUJOCO_TABLE1, (1, 2, 3),
+            {"clip_0.2": [*figure3["clip_0.2"], *SETUP_2017_FLAGS],
+             "trpo": [*figure3["trpo"], *TRPO_SETUP_2017_FLAGS]},
+            ["--total-timesteps", "1000000"], recorded=True, scripts={"trpo": "trpo.py"},
+            shared={"clip_0.2": "paper-table1-2017"},
+        ),
         # Figure 3's PPO (Clip) is Table 1's clip_0.2, run once for both (21 runs fewer to run).
         "paper-figure3": Preset("ppo_continuous", MUJOCO_TABLE1, (1, 2, 3), figure3,
                                 ["--total-timesteps", "1000000"], recorded=True,

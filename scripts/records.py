@@ -17,6 +17,7 @@ and plot from the record alone. A module, not a script.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import fcntl
 import io
@@ -87,7 +88,7 @@ class Record:
 
     def add(self, row: dict[str, Any], curve: dict[str, list]) -> None:
         self.rows[key_of(row)] = row
-        self.curves[key_of(row)] = curve
+        self.curves[key_of(row)] = without_redone_points(curve)
 
     def save(self) -> None:
         """Write both files in a stable order (env, variant, seed), each atomically."""
@@ -184,6 +185,23 @@ def result_of_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, list]]
     )
     steps, returns = episode_returns(run_dir)
     return row, downsample(steps, returns)
+
+
+def without_redone_points(curve: dict[str, list]) -> dict[str, list]:
+    """The curve with its steps in order: where they go back (a run resumed from a checkpoint
+    logged again the steps after it), the later points replace the earlier from the first later
+    step on, as ``curves.episode_returns`` does for a run folder's events files. Launchers before
+    a8ba407 recorded 44 batched Table 1 runs resumed from a group checkpoint with both copies."""
+    steps, returns = list(curve["steps"]), list(curve["returns"])
+    kept_steps: list[int] = []
+    kept_returns: list[float] = []
+    for step, value in zip(steps, returns, strict=True):
+        if kept_steps and step < kept_steps[-1]:  # a resumed session's first point
+            cut = bisect.bisect_left(kept_steps, step)
+            del kept_steps[cut:], kept_returns[cut:]
+        kept_steps.append(step)
+        kept_returns.append(value)
+    return {**curve, "steps": kept_steps, "returns": kept_returns}
 
 
 def downsample(

@@ -278,8 +278,11 @@ def write_page(
     page: Path,
     img_dir: Path,
     expected_runs: int | None = None,
+    superseded: list[dict[str, Any]] = (),
 ) -> list[Path]:
-    """Write one Markdown page (tables, then plots linked relative to the page); returns the plots."""
+    """Write one Markdown page (tables, then plots linked relative to the page); returns the plots.
+    ``superseded``: the page's own runs of a shared setting that the page shows from the other
+    record instead, listed so that none goes unmentioned."""
     img_dir.mkdir(parents=True, exist_ok=True)
     atari = [r for r in rows if is_atari(r["env_id"])]
     mujoco = [r for r in rows if r not in atari]
@@ -289,7 +292,7 @@ def write_page(
     lines = [f"# {title}", "",
              f"{len(rows)} runs ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}); "
              f"{len(atari)} Atari, {len(mujoco)} other.", ""]  # fmt: skip
-    lines += runs_lines(rows)
+    lines += runs_lines(rows) + superseded_lines(superseded)
     table, figure = figure3.split_rows(mujoco)
     plots = figure3_plot(figure, img_dir) + learning_curves(rows, img_dir)
     if table:
@@ -343,11 +346,14 @@ def main(args: Args) -> None:
     out = Path(args.out) if args.out else RESULTS
     for preset, records in pages_of_records(Path(args.record_dir)).items():
         rows = [row for folder in records for row in Record.load(folder).results()]
-        rows += shared_rows(records, rows)
+        rows = shared_rows(records, rows)
+        superseded = [r for r in rows if r.get("superseded_by")]
+        rows = [r for r in rows if not r.get("superseded_by")]
         expected = expected_runs([folder.name for folder in records])
         plots = write_page(
-            rows, args, f"Results: {preset}", out / f"{preset}.md", out / "img" / preset, expected
-        )
+            rows, args, f"Results: {preset}", out / f"{preset}.md", out / "img" / preset, expected,
+            superseded,
+        )  # fmt: skip
         if args.wandb:
             publish_to_wandb(args, preset, out, rows, plots, page=out / f"{preset}.md")
 
@@ -364,23 +370,40 @@ def pages_of_records(record_dir: Path) -> dict[str, list[Path]]:
     return dict(sorted(pages.items()))
 
 
+def superseded_lines(superseded: list[dict[str, Any]]) -> list[str]:
+    """One line per recorded run the page leaves out for the shared record's run of its setting."""
+    lines = [
+        f"- Also in this page's record, not shown: {r['env_id']} {r['variant']} seed {r['seed']} "
+        f"(last 100: {r['mean_return_last_100']:.1f}; {r['runner']} runner at {r['commit']}); the "
+        "page shows the shared record's run of that setting and seed, so that each setting has one "
+        "run per seed for both pages."
+        for r in superseded
+    ]
+    return [*lines, ""] if lines else []
+
+
 def shared_rows(folders: list[Path], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The runs of the records' shared variants that the records themselves lack, from the records
-    of the presets they are shared with (Figure 3's clip_0.2 from paper-table1's), each marked
-    with ``shared_from``."""
-    known, have, found = presets(), {key_of(r) for r in rows}, []
+    """The page's runs: a shared variant's runs come from the record of the preset it is shared with
+    (Figure 3's clip_0.2 from paper-table1's: one run for both pages), each marked ``shared_from``;
+    a run of it in the page's own record is kept aside, marked ``superseded_by``, where that
+    record has the same run. Other runs are the page's own."""
+    known, page, source_keys = presets(), list(rows), set()
     for folder in folders:
         preset = known.get(folder.name)
         if preset is None:
             continue
         for variant, source in shared_records(folder, preset.shared).items():
             for row in source.results():
-                key = key_of(row)
                 planned = row["env_id"] in preset.env_ids and row["seed"] in preset.seeds
-                if row["variant"] == variant and planned and key not in have:
-                    found.append({**row, "shared_from": source.folder.name})
-                    have.add(key)
-    return found
+                if row["variant"] == variant and planned and key_of(row) not in source_keys:
+                    page.append({**row, "shared_from": source.folder.name})
+                    source_keys.add(key_of(row))
+    return [
+        {**r, "superseded_by": "shared"}
+        if "shared_from" not in r and key_of(r) in source_keys
+        else r
+        for r in page
+    ]
 
 
 def expected_runs(names: list[str]) -> int | None:

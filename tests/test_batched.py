@@ -57,11 +57,18 @@ def one_torch_thread():
 # (exp_name, seed, objective, clip_coef, kl_beta): every kind of surrogate, its own seed.
 RUNS = [("clip", 1, "clip", 0.2, 1.0), ("none", 2, "none", 0.3, 1.0),
         ("adaptive_kl", 3, "adaptive_kl", 0.2, 0.5)]  # fmt: skip
-# Shared flags, several away from the defaults, so the batched path must honour them.
+# Shared flags, many away from the defaults, so the batched path must honour them; each code-level
+# flag (common.args.CodeLevelArgs and the trainer's own) off its default in one of the two settings.
 SHARED = {"env_id": "Pendulum-v1", "num_steps": 128, "num_minibatches": 4, "update_epochs": 2,
-          "total_timesteps": 3 * 128, "ent_coef": 0.01, "clip_vloss": False, "gae_lambda": 0.9,
-          "max_grad_norm": 0.3, "learning_rate": 1e-3}  # fmt: skip
+          "total_timesteps": 3 * 128, "ent_coef": 0.01, "gae_lambda": 0.9, "learning_rate": 1e-3}  # fmt: skip
+SETTINGS = {
+    "ppo2": {"clip_vloss": False, "max_grad_norm": 0.3, "obs_clip": 5.0, "init": "normc",
+             "optimizer_eps": 1e-8, "anneal_lr": False},
+    "2017": {"norm_reward": False, "adv_norm_scope": "batch", "max_grad_norm": 0.0,
+             "vf_coef": 1.0, "gamma": 0.98},
+}  # fmt: skip
 ITERATIONS = 3
+REAL_RANDN_LIKE = torch.randn_like
 
 
 class Draws:
@@ -77,6 +84,8 @@ class Draws:
         self.steps = self.epochs = 0
 
     def randn_like(self, mean: torch.Tensor) -> torch.Tensor:
+        if mean.shape != (len(self.noise[0]) if self.run is None else 1, 1):  # not an action
+            return REAL_RANDN_LIKE(mean)  # e.g. --init normc's weights
         noise = self.noise[self.steps]
         self.steps += 1
         return noise if self.run is None else noise[self.run : self.run + 1]
@@ -114,16 +123,18 @@ class ReferenceRun:
         self.metrics.setdefault(self.state.global_step, {}).update(metrics)
 
 
-def trainer_alone(r: int, draws: Draws, monkeypatch) -> tuple[train.Agent, dict, ReferenceRun]:
+def trainer_alone(
+    r: int, shared: dict, draws: Draws, monkeypatch
+) -> tuple[train.Agent, dict, ReferenceRun]:
     """Run r of RUNS through the trainer's own ``train.train``, as ``train.main`` sets it up."""
     exp_name, seed, objective, clip_coef, kl_beta = RUNS[r]
-    args = train.Args(**SHARED, exp_name=exp_name, seed=seed, objective=objective,
+    args = train.Args(**shared, exp_name=exp_name, seed=seed, objective=objective,
                       clip_coef=clip_coef, kl_beta=kl_beta)  # fmt: skip
     torch.manual_seed(seed)
     envs = train.make_envs(args)
-    agent = train.Agent.for_envs(envs)
+    agent = train.Agent.for_envs(envs, args.init)
     optimizer = make_optimizer(args.optimizer, agent.parameters(), args.learning_rate,
-                               args.rmsprop_alpha, fused=True)  # fmt: skip
+                               args.rmsprop_alpha, eps=args.optimizer_eps, fused=True)  # fmt: skip
     run = ReferenceRun(args)
     draws.for_run(r)
     with monkeypatch.context() as patch:
@@ -132,7 +143,7 @@ def trainer_alone(r: int, draws: Draws, monkeypatch) -> tuple[train.Agent, dict,
     return agent, train.normalizers(envs), run
 
 
-def group_of_three(tmp_path: Path, draws: Draws, monkeypatch) -> tuple[dict, dict]:
+def group_of_three(tmp_path: Path, shared: dict, draws: Draws, monkeypatch) -> tuple[dict, dict]:
     """RUNS as one group through ``batched.main``; its checkpoint and each run's logged metrics."""
     logged: dict[str, dict[int, dict[str, float]]] = {}
 
@@ -142,7 +153,7 @@ def group_of_three(tmp_path: Path, draws: Draws, monkeypatch) -> tuple[dict, dic
         )
 
     names, seeds, objectives, clips, betas = zip(*RUNS, strict=True)
-    args = batched.Args(**SHARED, exp_names=names, seeds=seeds, objectives=objectives,
+    args = batched.Args(**shared, exp_names=names, seeds=seeds, objectives=objectives,
                         clip_coefs=clips, kl_betas=betas, runs_dir=str(tmp_path / "runs"),
                         group_dir=str(tmp_path / "group"), save_every=0)  # fmt: skip
     batched.validate(args)
@@ -158,26 +169,31 @@ def close(got: float, want: float) -> bool:
     return abs(got - want) <= 1e-5 + 1e-4 * abs(want)
 
 
-def test_a_group_of_three_runs_equals_the_trainer_run_three_times(tmp_path, monkeypatch):
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_a_group_of_three_runs_equals_the_trainer_run_three_times(setting, tmp_path, monkeypatch):
     """Weights, normalisation statistics, betas and every logged metric of each run, after three
     iterations of the batched runner, equal the trainer's for that run alone (float rounding:
     the batched matrix products round differently from one run's)."""
     draws = Draws(len(RUNS))
     monkeypatch.setattr(torch, "randn_like", draws.randn_like)  # both paths' action noise
-    group, logged = group_of_three(tmp_path, draws, monkeypatch)
+    shared = {**SHARED, **SETTINGS[setting]}
+    group, logged = group_of_three(tmp_path, shared, draws, monkeypatch)
     group_agent = batched.BatchedAgent([train.Agent(3, 1) for _ in RUNS])
     group_agent.load_state_dict(group["model"])
     assert draws.steps == ITERATIONS * SHARED["num_steps"]
     for r, (name, *_) in enumerate(RUNS):
-        agent, normalizers, reference = trainer_alone(r, draws, monkeypatch)
+        agent, normalizers, reference = trainer_alone(r, shared, draws, monkeypatch)
         assert draws.steps == ITERATIONS * SHARED["num_steps"]
         for (key, got), want in zip(group_agent.agent(r).state_dict().items(),
                                     agent.state_dict().values(), strict=True):  # fmt: skip
             assert torch.allclose(got, want, rtol=1e-4, atol=1e-5), (name, key)
-        initial = batched.initial_agents([RUNS[r][1]], 3, 1)[0]
+        initial = batched.initial_agents([RUNS[r][1]], 3, 1, shared.get("init", "orthogonal"))[0]
         moved = [float((a - b).abs().max()) for a, b in zip(agent.state_dict().values(), initial.state_dict().values(), strict=True)]  # fmt: skip
         assert max(moved) > 1e-3  # it learned: the comparison is not of two untouched networks
-        for kind in ("obs_rms", "return_rms"):
+        assert sorted(normalizers) == sorted(
+            f"{kind}_0" for kind in group["normalizers"] if "rms" in kind
+        )
+        for kind in ("obs_rms", "return_rms")[: len(normalizers)]:
             saved, live = group["normalizers"][kind], normalizers[f"{kind}_0"]
             assert np.allclose(saved["mean"][r].numpy(), live.mean, rtol=1e-5, atol=1e-6), kind
             assert np.allclose(saved["var"][r].numpy(), live.var, rtol=1e-5, atol=1e-6), kind

@@ -114,9 +114,10 @@ def test_report_draws_figure3_and_tabulates_the_final_scores(tmp_path):
     assert walker[LABELS.index("TRPO") + 1] == "1201.5 [1201.0, 1202.0] (n=2)"
 
 
-def test_figure3_shows_table1_clip_runs_it_lacks_and_keeps_its_own(tmp_path):
-    """Figure 3's page takes PPO (Clip) runs from paper-table1's record where its own record has
-    none, says so, and keeps its own run where both have one; Table 1's page is unchanged."""
+def test_figure3_shows_table1_clip_runs_and_lists_its_own_it_leaves_out(tmp_path):
+    """Figure 3's page takes its PPO (Clip) runs from paper-table1's record (one run per setting
+    and seed for both pages), keeps its own where Table 1 has none, and lists each of its own it
+    leaves out; Table 1's page is unchanged."""
     records = tmp_path / "records"
     planted_record(records / "paper-figure3")  # Hopper and Walker2d, seeds 1 and 2
     table1 = Record(records / "paper-table1")
@@ -133,13 +134,17 @@ def test_figure3_shows_table1_clip_runs_it_lacks_and_keeps_its_own(tmp_path):
     report.main(report.Args(record_dir=str(records), out=str(out)))
     text = (out / "paper-figure3.md").read_text()
     assert "Runs: 22 of 105, 0 diverged." in text
-    assert "Still to run (83 runs): PPO (Clip) 15, TRPO 17," in text  # Table 1's 2 runs counted
-    assert "- 2 of these runs (clip_0.2) are paper-table1's" in text
+    assert "Still to run (83 runs): PPO (Clip) 15, TRPO 17," in text  # Table 1's runs counted
+    assert "- 3 of these runs (clip_0.2) are paper-table1's" in text
+    assert (
+        "- Also in this page's record, not shown: Hopper-v5 clip_0.2 seed 1 (last 100: 101.0"
+        in text
+    )
     cells = {line.split(" | ")[0][2:]: line.strip("| ").split(" | ")[1:] for line in text.splitlines()
              if line.startswith("| ") and "-v5 |" in line}  # fmt: skip
-    # Hopper: its own seeds 1 and 2 (101, 102) and Table 1's seed 3 (5000), not Table 1's seed 1.
+    # Hopper: Table 1's seeds 1 and 3 (-50, 5000) and its own seed 2 (102), not its own seed 1.
     assert (
-        cells["Hopper-v5"][0].startswith(f"{(101 + 102 + 5000) / 3:.1f} [")
+        cells["Hopper-v5"][0].startswith(f"{(-50 + 102 + 5000) / 3:.1f} [")
         and "(n=3)" in cells["Hopper-v5"][0]
     )
     assert cells["Swimmer-v5"] == ["90.0 [90.0, 90.0] (n=1)"] + ["n/a"] * 4

@@ -145,7 +145,8 @@ def test_a_shared_setting_must_run_the_same_in_both_presets():
         **known,
         "paper-table1": dataclasses.replace(known["paper-table1"], common_flags=longer),
     }
-    with pytest.raises(ValueError, match="paper-figure3's clip_0.2 is shared with paper-table1"):
+    # the first preset that shares a paper-table1 setting is refused (the ablation or Figure 3)
+    with pytest.raises(ValueError, match="'s (no_clip|clip_0.2) is shared with paper-table1 but"):
         check_shared(changed)
     elsewhere = {
         **known,
@@ -229,3 +230,64 @@ def test_a_diverged_run_is_reported_and_recorded_as_diverged(tmp_path):
         [sys.executable, LAUNCHER, *flags, "--dry-run"], capture_output=True, text=True, timeout=300
     )
     assert "1 runs: 1 in the record, 0 finished, 0 to resume, 0 new" in again.stdout
+
+
+def test_the_2017_presets_plan_their_runs_with_the_2017_flags(tmp_path):
+    """paper-table1-2017: Table 1's 231 runs, each with every 2017 flag; paper-table1-ablation:
+    from today's setup one 2017 choice at a time, today's runs taken from paper-table1's record."""
+    from presets import MUJOCO_TABLE1, SETUP_2017, SETUP_2017_FLAGS, TABLE1_VARIANTS, presets
+
+    def dry_run(preset: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, LAUNCHER, "--preset", preset, "--dry-run", "--runs-dir", str(tmp_path / "runs"),
+             "--record-dir", str(tmp_path / "records" / preset)],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    table1 = records.Record(tmp_path / "records" / "paper-table1")
+    for key in [("Hopper-v5", "no_clip", 1), ("Hopper-v5", "clip_0.1", 1)]:
+        table1.add(row(*key), {"steps": [1], "returns": [0.0]})
+    table1.save()
+    result = dry_run("paper-table1-2017")
+    assert result.returncode == 0, result.stderr
+    assert "231 runs: 0 in the record, 0 finished, 0 to resume, 231 new" in result.stdout
+    every = {(e, v, s) for e in MUJOCO_TABLE1 for v in TABLE1_VARIANTS for s in (1, 2, 3)}
+    assert planned_runs(result.stdout) == every  # today's record counts for nothing here
+    for line in result.stdout.splitlines():
+        if line.startswith("[new]"):
+            assert " ".join(SETUP_2017_FLAGS) in line
+    result = dry_run("paper-table1-ablation")
+    assert result.returncode == 0, result.stderr
+    assert "336 runs: 1 in the record, 0 finished, 0 to resume, 335 new" in result.stdout
+    ablation = presets()["paper-table1-ablation"]
+    for objective in ("no_clip", "clip_0.2"):
+        today = ablation.variants[objective]
+        assert today == TABLE1_VARIANTS[objective][0]
+        for choice, flags in SETUP_2017.items():
+            assert ablation.variants[f"{objective}+{choice}"] == [*today, *flags]
+    assert len(SETUP_2017) == 7 and len(ablation.variants) == 2 * (1 + 7)
+    result = dry_run("paper-figure3-2017")  # TRPO under its 2017 flags; PPO's from Table 1's 2017
+    assert result.returncode == 0, result.stderr
+    assert "42 runs: 0 in the record, 0 finished, 0 to resume, 42 new" in result.stdout
+    trpo = [line for line in result.stdout.splitlines() if "trpo.py" in line]
+    assert len(trpo) == 21 and all(
+        line.endswith("--optimizer-eps 1e-8 --init normc") for line in trpo
+    )
+    assert presets()["paper-figure3-2017"].shared == {"clip_0.2": "paper-table1-2017"}
+
+
+def test_a_resumed_runs_curve_keeps_the_later_points_and_never_steps_back():
+    curve = {"steps": [10, 20, 20, 30, 40, 25, 35, 45], "returns": [1, 2, 3, 4, 5, 6, 7, 8]}
+    fixed = records.without_redone_points(curve)
+    # 30 and 40 were logged by the session that was lost; the resumed one logged 25 on again
+    assert fixed == {"steps": [10, 20, 20, 25, 35, 45], "returns": [1, 2, 3, 6, 7, 8]}
+    record = records.Record(REPO / "unused")
+    record.add(row("Hopper-v5", "clip_0.2", 1), curve)
+    assert record.curves[("Hopper-v5", "clip_0.2", 1)] == fixed
+
+
+@pytest.mark.parametrize("preset", ["paper-table1", "paper-figure3"])
+def test_every_committed_curve_goes_forward(preset):
+    record = records.Record.load(REPO / "docs" / "results" / "records" / preset)
+    for key, curve in record.curves.items():
+        assert curve["steps"] == sorted(curve["steps"]), key

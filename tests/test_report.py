@@ -279,6 +279,20 @@ def test_gap_interval_tells_a_clear_gap_from_seed_noise():
     assert table1.gap_interval(best, best) != (0.0, 0.0)  # two draws, not one resample subtracted
 
 
+def test_a_verdict_that_moves_with_the_bootstrap_seed_is_on_the_edge():
+    """On the committed record, clipping at 0.1's gap to the best ends at -0.00 with seed 0: some
+    seeds' intervals hold 0 and some do not. No clipping's is far from 0 under every seed."""
+    from records import Record
+
+    rows = Record.load(REPO / "docs" / "results" / "records" / "paper-table1").results()
+    envs = sorted({r["env_id"] for r in rows})
+    per_variant = table1.normalized_runs(rows, report.random_scores_for(envs, None))
+    best = per_variant["adaptive_kl_0.01"]
+    assert table1.verdict_on_the_edge(per_variant["clip_0.1"], best)
+    assert not table1.verdict_on_the_edge(per_variant["no_clip"], best)
+    assert not table1.verdict_on_the_edge(per_variant["clip_0.2"], best)  # holds 0 under all
+
+
 def test_table1_page_gives_gaps_to_the_best_and_the_rank_agreement():
     """Three of the paper's settings on two envs, ours in the paper's order (tau = 1)."""
     means = {"clip_0.2": 100.0, "adaptive_kl_0.01": 60.0, "no_clip": 10.0}
