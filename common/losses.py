@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 import torch
 
 from common.distributed import World
+from common.distributions import gaussian_entropy, gaussian_log_prob
 from common.objectives import Objective, PerRun, policy_loss
 
 if TYPE_CHECKING:
@@ -254,3 +255,21 @@ def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
     if var_target == 0:
         return float("nan")
     return float(1.0 - (target - predicted).var() / var_target)
+
+
+def gaussian_policy(
+    actions: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor, values: torch.Tensor
+) -> NewPolicy:
+    """What eq. 9 needs of pi = N(mean, exp(log_std)) and V at a batch's samples."""
+    log_prob = gaussian_log_prob(actions, mean, log_std)
+    return NewPolicy(log_prob, gaussian_entropy(log_std), values, mean, log_std)
+
+
+def iteration_metrics(lr: float, loss_means: dict, old: OldPolicy, kl_beta: float) -> dict:
+    """An iteration's metrics under CleanRL's names, besides the timings ``Run`` adds."""
+    return {
+        "charts/learning_rate": lr,
+        **loss_means,
+        "losses/explained_variance": explained_variance(old.values, old.returns),
+        "losses/kl_beta": kl_beta,
+    }

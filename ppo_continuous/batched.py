@@ -63,7 +63,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.algorithms import make_optimizer
+from common.algorithms import adapt_to_kl, make_optimizer
 from common.checkpoint import FORMAT_VERSION as CHECKPOINT_FORMAT
 from common.checkpoint import StopRequest, rng_state, set_rng_state
 from common.cli import (
@@ -79,9 +79,10 @@ from common.cli import (
 from common.divergence import EXIT_DIVERGED
 from common.episodes import EpisodeLog, run_summary
 from common.files import atomic_write_bytes, atomic_write_json
-from common.losses import LossConfig, NewPolicy
+from common.losses import LossConfig, NewPolicy, gaussian_policy, iteration_metrics
 from common.objectives import OBJECTIVES, Objective, PerRun
 from common.runtime import code_version, host_description, route_mujoco_warnings
+from common.schedules import anneal_learning_rate
 from common.tracking import Progress, Tracker
 from common.validation import check_values, make_env_or_usage_error, require_writable_dir
 from ppo_continuous import train
@@ -291,7 +292,7 @@ class BatchedAgent(nn.Module):
         """``Agent.evaluate`` for (R, B, ...) batches: each run's outputs on its own samples."""
         mean = self._mlp(obs, self.actor_weights, self.actor_biases)
         log_std = self.actor_log_std.unsqueeze(1).expand_as(mean)
-        return train.gaussian_policy(actions, mean, log_std, self.value(obs))
+        return gaussian_policy(actions, mean, log_std, self.value(obs))
 
     def agent(self, r: int) -> train.Agent:
         """Run r's network as a plain ``train.Agent`` (e.g. to save it in the trainer's format)."""
@@ -628,7 +629,7 @@ def main(args: Args, given_flags: Collection[str] = ()) -> None:
             if not active.any():
                 break
             iter_start = time.time()
-            train.anneal(optimizer, shared, iteration, num_iterations, (1, 1.0))
+            anneal_learning_rate(optimizer, shared, iteration, num_iterations, (1, 1.0))
             rollout.learning = learning = active.clone()  # whose steps and episodes count
 
             # 1. Run each policy pi_old for T steps in its env, one forward pass for all runs.
@@ -659,7 +660,7 @@ def main(args: Args, given_flags: Collection[str] = ()) -> None:
                 lr = optimizer.param_groups[0]["lr"]
                 for run, kl, on in zip(runs, batch_kl, active.tolist(), strict=True):
                     if on:
-                        run.kl_beta, _ = train.adapt_to_kl(run.args, run.kl_beta, lr, kl)
+                        run.kl_beta, _ = adapt_to_kl(run.args, run.kl_beta, lr, kl)
 
             # 6. Logging, with the trainer's metrics, into each run's own folder.
             log_iteration(runs, learning, optimizer, losses.means(), batch, start_steps,
@@ -700,7 +701,7 @@ def log_iteration(
     for i, run in enumerate(runs):
         if not learning[i]:
             continue
-        metrics = train.iteration_metrics(
+        metrics = iteration_metrics(
             lr, {k: v[i] for k, v in loss_means.items()}, batch.old[i], run.kl_beta
         )
         run.tracker.log({

@@ -26,14 +26,14 @@ from common.algorithms import (
     VPG_CONTINUOUS,
     Algorithm,
     OptimizerName,
-    adapt_step_size,
+    adapt_to_kl,
     make_optimizer,
     with_algorithm_defaults,
 )
 from common.args import CodeLevelArgs
 from common.cli import UsageError, flags_on_command_line, parse_args, require_registered_env
 from common.distributed import World
-from common.distributions import gaussian_entropy, gaussian_kl, gaussian_log_prob
+from common.distributions import gaussian_kl
 from common.divergence import gradient_step
 from common.gae import advantages_and_returns
 from common.losses import (
@@ -41,15 +41,16 @@ from common.losses import (
     LossLog,
     NewPolicy,
     OldPolicy,
-    explained_variance,
+    gaussian_policy,
+    iteration_metrics,
     normalize_advantages,
     ppo_loss,
     shuffled_minibatches,
 )
-from common.objectives import Objective, adapt_kl_beta
+from common.objectives import Objective
 from common.run import Run
 from common.runtime import layer_init, normc_init, route_mujoco_warnings, run_layers
-from common.schedules import linear_anneal
+from common.schedules import anneal_learning_rate
 from common.validation import check_command_line, is_atari_id, make_env_or_usage_error
 from ppo_continuous.run_envs import OneSampleRunningMeanStd
 
@@ -271,14 +272,6 @@ class Agent(nn.Module):
         return gaussian_policy(actions, mean, self.actor_log_std.expand_as(mean), self.value(obs))
 
 
-def gaussian_policy(
-    actions: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor, values: torch.Tensor
-) -> NewPolicy:
-    """What the loss needs of N(mean, exp(log_std)) and V at the batch's samples."""
-    log_prob = gaussian_log_prob(actions, mean, log_std)
-    return NewPolicy(log_prob, gaussian_entropy(log_std), values, mean, log_std)
-
-
 class Rollout:
     """Step 1 of Algorithm 1: (T, N) buffers, refilled each iteration by running pi_old."""
 
@@ -444,7 +437,7 @@ def train(args: Args, run: Run, envs, agent: Agent, optimizer: torch.optim.Optim
     rollout = Rollout(args, envs, device)
     next_obs = rollout.reset(run.env_seed + state.iteration)
     for iteration in run.iterations():
-        anneal(optimizer, args, iteration, run.num_iterations, state.anneal_anchor)
+        anneal_learning_rate(optimizer, args, iteration, run.num_iterations, state.anneal_anchor)
 
         # 1. Run the policy pi_old for T steps in each of the N envs (Algorithm 1).
         next_obs = rollout.collect(agent, next_obs, run)
@@ -470,13 +463,6 @@ def train(args: Args, run: Run, envs, agent: Agent, optimizer: torch.optim.Optim
         # 6. Logging, with CleanRL's metric names.
         lr = optimizer.param_groups[0]["lr"]
         run.log_iteration(iteration_metrics(lr, losses.means(), batch.old, state.kl_beta))
-
-
-def anneal(optimizer, args: Args, iteration: int, num_iterations: int, anchor) -> None:
-    """The step size of this iteration, falling linearly to 0 with ``--anneal-lr``."""
-    if args.anneal_lr:
-        lr = linear_anneal(args.learning_rate, iteration, num_iterations, anchor)
-        optimizer.param_groups[0]["lr"] = lr
 
 
 def batch_of(
@@ -509,24 +495,6 @@ def kl_after_update(agent: Agent, batch: Batch) -> float | list[float]:
     with torch.no_grad():
         new = agent.evaluate(batch.obs, batch.actions)
         return gaussian_kl(batch.means, batch.log_stds, new.means, new.log_stds).mean(-1).tolist()
-
-
-def adapt_to_kl(args: Args, kl_beta: float, lr: float, batch_kl: float) -> tuple[float, float]:
-    """The adaptive penalty's beta (section 4) and vanilla PG's step size after an update."""
-    if args.objective == "adaptive_kl":
-        kl_beta = adapt_kl_beta(kl_beta, batch_kl, args.kl_target)
-    if args.lr_kl_target is not None:
-        lr = adapt_step_size(lr, batch_kl, args.lr_kl_target)
-    return kl_beta, lr
-
-
-def iteration_metrics(lr: float, loss_means: dict, old: OldPolicy, kl_beta: float) -> dict:
-    return {
-        "charts/learning_rate": lr,
-        **loss_means,
-        "losses/explained_variance": explained_variance(old.values, old.returns),
-        "losses/kl_beta": kl_beta,
-    }
 
 
 def resolve(args: Args, given_flags: Collection[str] = ()) -> Args:
