@@ -10,32 +10,38 @@ Here R runs share one process: every env step runs one forward pass for all R po
 minibatch one forward, one backward and one Adam step for all R networks, so that overhead is paid
 once per group instead of once per run.
 
-Learning per step is the single trainer's (``ppo_continuous/train.py``, the readable reference):
+Every step of learning is the single trainer's own function (``ppo_continuous/train.py``, the
+readable reference), called with the run axis as a batch dimension; none is written twice:
 
-- each run has its own env and env seed, and its observations and rewards are normalised and
-  clipped exactly as the trainer's wrapper stack does it (``run_envs.RunEnvs`` computes those
-  wrappers for all runs at once, number for number the same); it starts from the weights the
-  trainer would build for its seed;
+- the rollout is ``train.Rollout.collect`` (run r in env r of ``run_envs.RunEnvs``, which computes
+  the trainer's wrapper stack for all runs at once, number for number the same); the batch, the
+  old policy and GAE are ``train.batch_of``; the K epochs of minibatches are ``train.update`` with
+  ``train.minibatch_loss`` and ``common.losses.ppo_loss`` (every mean is over the sample axis, so
+  each run gets its own eq. 9, each with its own objective through ``common.objectives.PerRun``);
+  the step size, the adaptive beta and the logged metrics are ``common``'s functions the trainer
+  calls; ``tests/test_batched.py`` checks the group against ``train.train`` run by run;
 - the networks are the trainer's ``Agent``, R of them, with their parameters stacked on a leading
-  run axis and evaluated with ``torch.baddbmm``: run r only ever sees its own slice;
-- each run draws its own minibatch permutation per epoch; the loss is the sum over runs of each
-  run's eq. 9 loss, so the gradient of run r's slice is exactly run r's gradient;
-- the objective of each run is set by two coefficients: eq. 7's epsilon (infinite for the other
-  objectives, which leaves exactly r_t A_t, eq. 6) and eq. 8's beta (0 for clip and none);
-- one Adam over the stacked parameters is R independent Adams, because Adam is elementwise and all
-  runs share the learning-rate schedule; the gradient norm is clipped per run over its own slices;
-- the adaptive-KL beta is updated per run by ``common.objectives.adapt_kl_beta``.
+  run axis and evaluated with ``torch.baddbmm`` (faster here than ``torch.func.vmap`` over
+  ``functional_call``, with the same outputs): run r only ever sees its own slice; each starts
+  from the weights the trainer builds for its seed;
+- what a group needs beyond the trainer: ``GroupStep`` (the loss of each run summed, so the
+  gradient of run r's slice is run r's; each run's gradient norm clipped; one Adam over the
+  stacked parameters, which is R independent Adams as Adam is elementwise) and one minibatch
+  order per run per epoch.
 
 What differs: the action noise and the minibatch permutations come from one torch generator for
 the whole group (seeded with the first run's seed), so a run's exact trajectory depends on its
 group; its statistics do not. A run whose loss or gradient norm goes non-finite is frozen (no
-further update reaches its weights) and written as ``diverged`` while the others go on.
+further update reaches its weights) and written as ``diverged`` while the others go on; the
+group then exits 3, as the trainer does.
 
 Each run writes its own ``<runs-dir>/<env>__<exp_name>__<seed>__<time>/`` (TensorBoard events and
 a ``summary.json`` as the trainer writes them, plus ``"runner": "batched"``), so the sweep's record
 and reports read it unchanged. The group's checkpoint (all runs' weights, Adam state, normalisers,
 betas, episode logs, RNG states) goes to ``<group-dir>/checkpoints/latest.pt``; SIGTERM and Ctrl-C
-finish the iteration, save and exit 0, and ``--resume <group-dir>`` continues.
+finish the iteration, save and exit 0, and ``--resume <group-dir>`` continues (a flag given with a
+value other than the saved one is refused). Each run's own ``checkpoints/latest.pt`` holds its
+network and normalisers, so ``python ppo_continuous/evaluate.py <run folder>`` plays it.
 
 Measured (2-core AMD EPYC VM, Hopper-v5, background sweep paused, other engineers' jobs still
 running): Table 1's 11 settings as one group ran at 2,254 aggregate SPS against the single
