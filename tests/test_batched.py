@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import records
 import torch
 from conftest import REPO
 from test_validation import BAD_VALUES, refused
@@ -34,9 +35,6 @@ from common.episodes import EpisodeLog
 from common.losses import OldPolicy
 from common.tracking import Tracker
 from ppo_continuous import batched, run_envs, train
-
-sys.path.insert(0, str(REPO / "scripts"))
-import records  # noqa: E402
 
 OBS_DIM, ACT_DIM = 5, 3
 

@@ -8,14 +8,12 @@ import re
 import subprocess
 import sys
 
+import atari_tables
 import numpy as np
 import pytest
+import report
+import table1
 from conftest import REPO
-
-sys.path.insert(0, str(REPO / "scripts"))
-import atari_tables  # noqa: E402
-import report  # noqa: E402
-import table1  # noqa: E402
 
 
 def rec(env_id, variant, seed, last, whole=None):
