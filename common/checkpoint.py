@@ -9,12 +9,13 @@ SIGTERM (a cluster preemption) and Ctrl-C finish the current iteration, save and
 from __future__ import annotations
 
 import io
+import math
 import random
 import signal
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -33,6 +34,9 @@ LATEST = "latest.pt"
 # What every checkpoint of this format holds; a dict without one of these is not one of ours.
 REQUIRED_KEYS = ("trainer", "run_name", "args", "model", "optimizer", "run", "normalizers", "rng")
 REQUIRED_RUN_KEYS = ("global_step", "iteration", "wall_time", "kl_beta", "wandb_run_id", "episodes")
+# The args every trainer's checkpoint holds and a resume or evaluation reads (the rest may be newer
+# flags than an old checkpoint, which get their defaults).
+REQUIRED_ARGS = ("env_id", "seed", "num_envs", "num_steps", "total_timesteps")
 
 
 @dataclass
@@ -58,6 +62,11 @@ class Checkpoint:
     run_name: str
     data: dict[str, Any] = field(repr=False)
     file: Path | None = None
+    flag: str = "--resume"  # the flag that named it, for the messages about it
+
+    def damaged(self, problem: str) -> NoReturn:
+        """Refuse this checkpoint in one line (exit code 2): ``problem`` says what is wrong."""
+        exit_usage(damaged_message(self.flag, self.file, problem))
 
     def run_dir(self, runs_dir: str) -> Path:
         """Where a resumed run goes on: the run folder holding this checkpoint, even if it moved.
@@ -67,6 +76,10 @@ class Checkpoint:
         if self.file is not None and self.file.parent.name == "checkpoints":
             return self.file.parent.parent
         return Path(runs_dir) / self.run_name
+
+
+def damaged_message(flag: str, file: Path | None, problem: str) -> str:
+    return f"{flag}: {file} is damaged ({problem}); use another checkpoint, e.g. an earlier file in its checkpoints/ folder"
 
 
 def checkpoint_file(path: str | Path) -> Path:
@@ -109,10 +122,15 @@ def load_checkpoint(
     if trainer is not None:
         require_trainer(data, trainer, flag)
     saved = dict(data["args"])
+    problem = saved_args_problem(saved, type(args) if args is not None else None)
+    if problem:
+        exit_usage(damaged_message(flag, file, problem))
     if args is None:
-        return Checkpoint(args=saved, run_name=data["run_name"], data=data, file=file)
+        return Checkpoint(args=saved, run_name=data["run_name"], data=data, file=file, flag=flag)
     merged = _merge_resume_args(args, saved, flag, set(given_flags))
-    ckpt = Checkpoint(args=type(args)(**merged), run_name=data["run_name"], data=data, file=file)
+    ckpt = Checkpoint(
+        args=type(args)(**merged), run_name=data["run_name"], data=data, file=file, flag=flag
+    )
     try:  # the flags that may change on a resume, against the saved values of the others
         check_values(ckpt.args)
         require_writable_dir(ckpt.run_dir(ckpt.args.runs_dir), flag)
@@ -132,6 +150,52 @@ def _has_required_keys(data: dict[str, Any]) -> bool:
         and isinstance(data["model"], dict)
         and isinstance(data["normalizers"], dict)
     )
+
+
+def saved_args_problem(saved: dict[str, Any], args_type: type | None = None) -> str | None:
+    """What is wrong with a checkpoint's saved args, or None: every trainer's run-shaping args
+    present, the counts positive integers, and (given the trainer's ``Args``) each saved value of
+    the type of the flag's default (an int where a float is expected is fine)."""
+    for name in REQUIRED_ARGS:
+        if name not in saved:
+            return f"its args lack {name}"
+    for name in ("num_envs", "num_steps", "total_timesteps"):
+        value = saved[name]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            return f"its args have {name} = {value!r}, not a positive integer"
+    if args_type is None:
+        return None
+    defaults = args_type()
+    for f in fields(args_type):
+        if f.name not in saved:
+            continue
+        default, value = getattr(defaults, f.name), saved[f.name]
+        expected = (int, float) if type(default) is float else type(default)
+        if type(default) in (int, float, bool, str) and (
+            not isinstance(value, expected) or isinstance(value, bool) != isinstance(default, bool)
+        ):
+            return f"its args have {f.name} = {value!r}, not a {type(default).__name__}"
+    return None
+
+
+def load_model(module: torch.nn.Module, ckpt: Checkpoint) -> None:
+    """``module.load_state_dict`` of the checkpoint's model, after checking that it holds every
+    tensor of ``module`` and no other, each of the right shape (one line and exit 2 otherwise)."""
+    saved, expected = ckpt.data["model"], module.state_dict()
+    missing = [key for key in expected if key not in saved]
+    if missing:
+        ckpt.damaged(f"its model lacks {missing[0]}")
+    unknown = [key for key in saved if key not in expected]
+    if unknown:
+        ckpt.damaged(f"its model has {unknown[0]}, which this network does not")
+    for key, tensor in expected.items():
+        theirs = saved[key]
+        if not isinstance(theirs, torch.Tensor) or theirs.shape != tensor.shape:
+            shape = (
+                tuple(theirs.shape) if isinstance(theirs, torch.Tensor) else type(theirs).__name__
+            )
+            ckpt.damaged(f"its model's {key} is {shape}, this network's is {tuple(tensor.shape)}")
+    module.load_state_dict(saved)
 
 
 def require_trainer(data: dict[str, Any], trainer: str | tuple[str, ...], flag: str) -> None:
@@ -345,8 +409,8 @@ class Saver:
         data = ckpt.data
         if not weights_only and "ranks" in data:  # this rank's own part of a multi-rank run
             data = {**data, **data["ranks"][self.world.rank]}
-        self.agent.load_state_dict(data["model"])
-        restore_normalizers(self.normalizers, data)
+        load_model(self.agent, ckpt)
+        restore_normalizers(self.normalizers, data, ckpt)
         if weights_only:
             return
         self.optimizer.load_state_dict(data["optimizer"])
@@ -367,14 +431,23 @@ class Saver:
         atomic_write_json(self.run_dir / "summary.json", {**summary, **self.provenance})
 
 
-def restore_normalizers(normalizers: dict[str, Any], data: dict[str, Any]) -> None:
+def restore_normalizers(
+    normalizers: dict[str, Any], data: dict[str, Any], ckpt: Checkpoint | None = None
+) -> None:
     """Copy saved running statistics into live ``RunningMeanStd`` objects, by name.
 
     With other names (a warm start with another ``--num-envs``: ``obs_rms_0``, ``obs_rms_1``, ...
     against ``obs_rms_0`` alone), each live statistic gets the pooled statistics of the saved ones
     of its kind: what they measure, observations and returns, does not depend on the env count.
+    Damaged statistics (missing, of another shape, a negative or non-finite variance, a count
+    that is not positive) are refused in one line naming ``ckpt`` (exit code 2).
     """
     saved_all = data["normalizers"]
+    problem = normalizers_problem(normalizers, saved_all)
+    if problem:
+        exit_usage(
+            damaged_message(ckpt.flag, ckpt.file, problem) if ckpt else f"checkpoint: {problem}"
+        )
     same_envs = set(saved_all) == set(normalizers)
     for name, rms in normalizers.items():
         if same_envs:
@@ -391,6 +464,30 @@ def restore_normalizers(normalizers: dict[str, Any], data: dict[str, Any]) -> No
         rms.mean = torch.as_tensor(mean).numpy().astype(np.float64)
         rms.var = torch.as_tensor(var).numpy().astype(np.float64)
         rms.count = float(count)
+
+
+def normalizers_problem(normalizers: dict[str, Any], saved_all: Any) -> str | None:
+    """What is wrong with a checkpoint's normalisation statistics for these live ones, or None."""
+    kinds = {name.rsplit("_", 1)[0] for name in normalizers}
+    for kind in sorted(kinds):
+        if not any(str(n).rsplit("_", 1)[0] == kind for n in saved_all):
+            return f"it holds no {kind} normalisation statistics"
+    shapes = {name.rsplit("_", 1)[0]: np.shape(rms.mean) for name, rms in normalizers.items()}
+    for name, stats in saved_all.items():
+        if not isinstance(stats, dict) or any(k not in stats for k in ("mean", "var", "count")):
+            return f"its normalisation statistics {name} lack a mean, var or count"
+        try:
+            mean, var = torch.as_tensor(stats["mean"]), torch.as_tensor(stats["var"])
+            count = float(stats["count"])
+        except (TypeError, ValueError, RuntimeError):
+            return f"its normalisation statistics {name} are not numbers"
+        shape = shapes.get(str(name).rsplit("_", 1)[0])
+        if shape is not None and (tuple(mean.shape) != shape or tuple(var.shape) != shape):
+            return f"its normalisation statistics {name} are {tuple(mean.shape)}, this env's are {shape}"
+        finite = bool(torch.isfinite(mean).all() and torch.isfinite(var).all())
+        if not finite or bool((var < 0).any()) or not (count > 0 and math.isfinite(count)):
+            return f"its normalisation statistics {name} are not finite, or have a negative variance or a count that is not positive"
+    return None
 
 
 def pooled_statistics(stats: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, float]:

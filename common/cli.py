@@ -26,13 +26,26 @@ class UsageError(Exception):
 def exit_usage(message: str) -> NoReturn:
     """Print one ``error:`` line to stderr and exit with code 2, the convention for bad usage.
 
-    Under ``torchrun`` every rank checks its input and exits, but only rank 0 prints the line;
-    the others wait a moment first, since torchrun kills every rank when the first one exits."""
+    Under ``torchrun`` or ``srun`` every rank checks its input before the ranks meet; a rank
+    with bad input still meets the others, so that none waits for it, and rank 0 prints the
+    first rank's error (``common.distributed.first_meeting``). After they met (ranks that
+    disagree), only rank 0 prints; the others wait a moment first, since torchrun kills every
+    rank when the first one exits."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _ranks_have_met():
+        from common.distributed import report_bad_input
+
+        report_bad_input(message)
     if speaks():
         print(f"error: {message}", file=sys.stderr, flush=True)
     else:
         time.sleep(2.0)
     raise SystemExit(2)
+
+
+def _ranks_have_met() -> bool:
+    """Whether this process has joined its process group (torch is only imported when it has)."""
+    distributed = sys.modules.get("torch.distributed")
+    return distributed is not None and distributed.is_available() and distributed.is_initialized()
 
 
 def speaks() -> bool:
@@ -61,6 +74,19 @@ def parse_args(
 
 def _tyro_one_line_errors(cls: type[T], argv: list[str] | None) -> T:
     """tyro reports bad flags in a multi-line box; keep its first paragraph, on one line."""
+    try:
+        return parse_flags(cls, argv)
+    except BadFlags as err:
+        exit_usage(str(err))
+
+
+class BadFlags(ValueError):
+    """Flags tyro cannot parse (unknown, misspelt, a value of the wrong type): its message, one line."""
+
+
+def parse_flags(cls: type[T], argv: list[str] | None) -> T:
+    """``cls`` parsed from ``argv`` by tyro, its error box as a one-line ``BadFlags``; ``--help``
+    prints and exits as usual."""
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
@@ -70,7 +96,7 @@ def _tyro_one_line_errors(cls: type[T], argv: list[str] | None) -> T:
         if stop.code in (0, None):
             sys.stderr.write(text)
             raise
-        exit_usage(_first_box_paragraph(text) or text.strip())
+        raise BadFlags(_first_box_paragraph(text) or text.strip()) from None
 
 
 def _first_box_paragraph(text: str) -> str:

@@ -22,9 +22,10 @@ import datetime
 import gc
 import os
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -131,6 +132,88 @@ class World:
             gc.collect()
 
 
+# A collective waits this long for a rank that died: well above the longest gap between two (a
+# rollout, or rank 0 writing a checkpoint), far below a GPU-hour.
+COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=10)
+# How long the ranks wait for each other at their first meeting (PPO_RANKS_JOIN_TIMEOUT_S).
+JOIN_TIMEOUT_S = 300.0
+
+
+class FirstMeetingFailed(Exception):
+    """The ranks could not meet: a rank never came (or another MASTER_ADDR, port or world size)."""
+
+
+def first_meeting(error: str | None) -> tuple[dist.Store, int]:
+    """Meet the other ranks before any collective, each with its verdict on its own input: None
+    (good) or its one-line error. Returns the rendezvous store (the process group is built on
+    it) and this rank when every verdict is good; else exits 2, rank 0 printing the first error.
+
+    A rank that does not come within ``PPO_RANKS_JOIN_TIMEOUT_S`` seconds (default 300) stops
+    every rank that came, with one line: no rank waits forever for one that exited or hangs."""
+    timeout = float(os.environ.get("PPO_RANKS_JOIN_TIMEOUT_S", JOIN_TIMEOUT_S))
+    rank, size = int(os.environ["RANK"]), launched_ranks()
+    prefix = f"ppo/first-meeting/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+    try:
+        store = next(dist.rendezvous("env://", timeout=datetime.timedelta(seconds=timeout)))[0]
+        store.set(f"{prefix}/{rank}", error or "")
+        keys = [f"{prefix}/{r}" for r in range(size)]
+        try:
+            store.wait(keys, datetime.timedelta(seconds=timeout))
+        except (RuntimeError, dist.DistError):
+            absent = [str(r) for r, key in enumerate(keys) if not store.check([key])]
+            raise FirstMeetingFailed(f"rank {', '.join(absent)} never reported") from None
+        verdicts = [store.get(key).decode() for key in keys]
+        _leave_together(store, prefix, rank, size, timeout)
+    except (RuntimeError, ValueError, dist.DistError, FirstMeetingFailed) as err:
+        reason = " ".join(str(err).split())[:300]
+        _meeting_failed(error, rank, size, timeout, reason)
+    failing = [(r, verdict) for r, verdict in enumerate(verdicts) if verdict]
+    if not failing:
+        return store, rank
+    if rank == 0 and not error:
+        first, message = failing[0]
+        print(f"error: {message} (rank {first}'s input)", file=sys.stderr, flush=True)
+    elif rank > 0 and error and error != verdicts[0]:  # rank 0 reports another rank's error
+        print(f"error: {error} (rank {rank}'s input)", file=sys.stderr, flush=True)
+    _exit_bad_input(rank)
+
+
+def _leave_together(store: dist.Store, prefix: str, rank: int, size: int, timeout: float) -> None:
+    """Rank 0 hosts the store (without torchrun): it waits until every rank has read the verdicts."""
+    store.add(f"{prefix}/read", 1)
+    deadline = time.monotonic() + timeout
+    while rank == 0 and store.add(f"{prefix}/read", 0) < size and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _meeting_failed(
+    error: str | None, rank: int, size: int, timeout: float, reason: str
+) -> NoReturn:
+    """No verdicts: a failing rank says its own error (no one else can), rank 0 why they failed."""
+    if error and rank > 0:
+        print(f"error: {error} (rank {rank}'s input)", file=sys.stderr, flush=True)
+    elif not error:
+        print(f"error: torch.distributed: the {size} ranks did not all meet within {timeout:.0f} s "
+              f"(start every rank with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE; "
+              f"PPO_RANKS_JOIN_TIMEOUT_S sets the wait): {reason}", file=sys.stderr, flush=True)  # fmt: skip
+    _exit_bad_input(rank)
+
+
+def _exit_bad_input(rank: int) -> NoReturn:
+    if rank > 0:
+        time.sleep(2.0)  # torchrun stops every rank when one exits: let rank 0 print first
+    raise SystemExit(2)
+
+
+def report_bad_input(message: str) -> NoReturn:
+    """Bad input on this rank, before the ranks have met: rank 0 says it at once; every rank
+    then meets the others with it, so that none waits for this one, and exits 2."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"error: {message}", file=sys.stderr, flush=True)
+    first_meeting(message)
+    raise AssertionError("unreachable: first_meeting exits when a verdict is an error")
+
+
 def torchrun(ranks: int) -> list[str]:
     """The command that starts a script as ``ranks`` ranks on this machine (this Python's torchrun)."""
     return [
@@ -163,11 +246,14 @@ def join_world(cuda: bool) -> World:
     if size == 1:
         return World(device=device)
     if not dist.is_initialized():
+        store, rank = first_meeting(None)  # this rank's input is good; exits 2 if another's is not
+        store.set_timeout(COLLECTIVE_TIMEOUT)
         dist.init_process_group(
             backend="nccl" if use_cuda else "gloo",
-            # A collective waits this long for a rank that died: well above the longest gap
-            # between two (a rollout, or rank 0 writing a checkpoint), far below a GPU-hour.
-            timeout=datetime.timedelta(minutes=10),
+            store=store,
+            rank=rank,
+            world_size=size,
+            timeout=COLLECTIVE_TIMEOUT,
             **({"device_id": device} if use_cuda else {}),
         )
     return World(

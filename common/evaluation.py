@@ -14,7 +14,7 @@ import torch
 import tyro
 
 from common.checkpoint import Checkpoint, load_checkpoint
-from common.cli import UsageError
+from common.cli import UsageError, exit_usage
 from common.runtime import pick_device
 from common.validation import require_writable_dir
 
@@ -26,7 +26,8 @@ class EvalArgs:
     episodes: int = 10
     """how many episodes (Atari: whole games) to play"""
     deterministic: bool = False
-    """greedy actions (the mean, or the most likely action) instead of sampling"""
+    """greedy actions (the mean, or the most likely action) instead of sampling (always on for a
+    CEM checkpoint, whose policy is deterministic, unless --no-deterministic is given)"""
     seed: int = 1000
     """seed of the evaluation envs (a different one from training's by default)"""
     capture_video: bool = False
@@ -47,7 +48,7 @@ def validate_eval(args: EvalArgs) -> None:
         raise UsageError("--seed", f"must be an integer in [0, 2**32 - 1], got {args.seed}")
     if args.out is not None:
         out = Path(args.out)
-        require_writable_dir(out if out.is_dir() else out.parent, "--out")
+        require_writable_dir(out if out_is_folder(args.out) else out.parent, "--out")
     if args.render:
         require_display()
         if args.capture_video:
@@ -81,6 +82,10 @@ def open_evaluation(args: EvalArgs, trainer: str | tuple[str, ...]) -> Evaluatio
     """Open a checkpoint of ``trainer`` (one of them, for a tuple; one line and exit 2 otherwise),
     seed torch, pick the device and, with ``--capture-video``, this evaluation's video folder."""
     ckpt = load_checkpoint(args.checkpoint, trainer, flag="checkpoint")
+    try:  # before any episode is played: a read-only run folder must not cost the whole evaluation
+        require_writable_dir(output_file(args, ckpt).parent, "--out")
+    except UsageError as err:
+        exit_usage(f"{err}; pass --out with a writable place for the result")
     torch.manual_seed(args.seed)
     return Evaluation(ckpt, pick_device(args.cuda), video_folder(args, ckpt))
 
@@ -103,7 +108,12 @@ def output_file(args: EvalArgs, ckpt: Checkpoint) -> Path:
     if args.out is None:
         return ckpt.file.parent.parent / "eval.json"
     out = Path(args.out)
-    return out / "eval.json" if out.is_dir() else out
+    return out / "eval.json" if out_is_folder(args.out) else out
+
+
+def out_is_folder(out: str) -> bool:
+    """``--out`` names a folder (for eval.json) when it is one, or ends with a slash (a new one)."""
+    return out.endswith(("/", os.sep)) or Path(out).is_dir()
 
 
 def report(

@@ -11,8 +11,9 @@ A trainer's ``main`` keeps the algorithm and hands the rest to a ``Run``::
             run.log_iteration({"losses/...": ...})
 
 In order, a ``Run`` owns: opening the checkpoint of ``--resume`` or ``--init-from``; the run's name
-and folder; seeding and the device; the first line it prints; the checkpoint ``Saver`` and the stop
-request (SIGTERM or Ctrl-C saves after the iteration and stops); TensorBoard and W&B; videos; the
+and folder, claimed and locked for this process (``common.run_folder``); seeding and the device;
+the first line it prints; the checkpoint ``Saver`` and the stop request (SIGTERM or Ctrl-C saves
+after the iteration and stops); TensorBoard and W&B; videos; the
 progress bar; each iteration's step counters, SPS and wall time; and the teardown, in this order:
 ``summary.json``, the last lines it prints, closing the envs (which writes the last video),
 uploading that video, closing the tracker. A run whose loss or gradient stops being finite
@@ -33,11 +34,12 @@ from typing import Any
 import torch
 
 from common.checkpoint import RunState, Saver, StopRequest, open_checkpoints, require_same_world
-from common.cli import default_run_name, exit_usage
+from common.cli import UsageError, default_run_name, exit_usage
 from common.console import announce_end, announce_start
 from common.distributed import join_world, launched_ranks, require_same_args
 from common.divergence import Diverged, stop_diverged
 from common.episodes import EpisodeLog, run_summary
+from common.run_folder import RunLock, claim_run_folder, lock_run_folder
 from common.runtime import seed_everything
 from common.tracking import Progress, SilentTracker, Tracker, VideoUploader, wandb_settings_from
 
@@ -64,26 +66,18 @@ class Run:
             exit_usage(f"torchrun: {script or trainer} runs as one process; start it with python")
         self.args, self.resumed, self.warm_start = open_checkpoints(args, trainer, given_flags)
         self.world = join_world(self.args.cuda)  # a resume's own --cuda, not the default
+        self.lock: RunLock | None = None
         try:
             require_same_args(self.world, args)
             if self.resumed:
                 require_same_world(self.resumed, self.world.size)
+            self.name, self.dir = self._claim_folder(self.args)
         except SystemExit:  # bad input on every rank: leave the process group before exiting
             self.world.close(together=False)
             raise
         args = self.args
         self.trainer = trainer
         self.package, self.script = package or trainer, script
-        self.name = self.world.broadcast(  # rank 0's clock names the run
-            self.resumed.run_name
-            if self.resumed
-            else default_run_name(args.env_id, args.exp_name, args.seed)
-        )
-        self.dir = (
-            str(self.resumed.run_dir(args.runs_dir))
-            if self.resumed
-            else f"{args.runs_dir}/{self.name}"
-        )
         self.video_folder = (
             f"{self.dir}/videos" if args.capture_video and self.world.is_main else None
         )
@@ -100,6 +94,28 @@ class Run:
         self.stop = StopRequest()
         self._unsent_episodes: list[tuple[float, int, int]] = []  # a rank's, for rank 0 to log
         self._started = False
+
+    def _claim_folder(self, args: Any) -> tuple[str, str]:
+        """The run's name and folder, which rank 0 claims and locks (``common.run_folder``): a new
+        run's own new folder, or a resumed run's folder unless another process still writes it."""
+        claim: tuple[str, str] | str | None = None
+        if self.world.is_main:
+            try:
+                if self.resumed:
+                    folder = self.resumed.run_dir(args.runs_dir)
+                    self.lock = lock_run_folder(folder, "--resume")
+                    claim = (self.resumed.run_name, str(folder))
+                else:  # rank 0's clock names the run
+                    name = default_run_name(args.env_id, args.exp_name, args.seed)
+                    folder = claim_run_folder(args.runs_dir, name)
+                    self.lock = lock_run_folder(folder, "--runs-dir")
+                    claim = (folder.name, f"{args.runs_dir}/{folder.name}")
+            except UsageError as err:
+                claim = str(err)  # every rank exits, rank 0 with this line
+        claim = self.world.broadcast(claim)
+        if isinstance(claim, str):
+            exit_usage(claim)
+        return claim
 
     def __enter__(self) -> Run:
         if self.world.is_main:
@@ -206,6 +222,7 @@ class Run:
         if not self._started:  # failed before it started: nothing to summarise
             self.stop.uninstall()
             self.world.close(together=False)
+            self._unlock()
             return False
         diverged = exc if isinstance(exc, Diverged) else None
         try:
@@ -214,9 +231,14 @@ class Run:
             self.stop.uninstall()
             # Every rank ends a finished, stopped or diverged run at the same point; a crash ends one.
             self.world.close(together=exc is None or diverged is not None)
+            self._unlock()
         if diverged:  # no update applied, no checkpoint written: the last good one stays
             stop_diverged(diverged, self.saver.folder)
         return False
+
+    def _unlock(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
     def _finish(self, diverged: Diverged | None) -> None:
         state, args = self.state, self.args

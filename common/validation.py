@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -45,16 +46,59 @@ def _batch_size(args: Any) -> int:
     return args.num_envs * args.num_steps
 
 
+def _default(args: Any, name: str) -> Any:
+    """The dataclass default of ``args``' field ``name``."""
+    return {f.name: f.default for f in fields(args)}[name]
+
+
+# Atari envs are one ALE emulator and one thread each (ppo_atari/envs.py); far more is a typo.
+MAX_ATARI_ENVS = 1024
+
+
 def _clip_coef_ok(value: float, args: Any) -> bool:
     clipping = args.objective == "clip" or args.clip_vloss
     return value > 0 or not clipping
 
 
+# The run folder is {env_id}__{exp_name}__{seed}__{time}: with at most this many bytes of
+# --exp-name it stays far below the 255 bytes a file name may have.
+MAX_EXP_NAME_BYTES = 100
+EXP_NAME_ALLOWED = (
+    f"a name of 1 to {MAX_EXP_NAME_BYTES} bytes without a path separator (/ or \\) or a control "
+    "character such as a newline (it names the run folder inside --runs-dir)"
+)
+
+
+def exp_name_ok(name: str) -> bool:
+    """Whether ``name`` can be part of a run folder's name: one path component, printable, short.
+    (The batched runner checks each of its ``--exp-names`` with it too.)"""
+    return (
+        0 < len(name.encode()) <= MAX_EXP_NAME_BYTES
+        and not any(sep in name for sep in ("/", "\\", os.sep))
+        and all(unicodedata.category(char)[0] != "C" for char in name)
+    )
+
+
 RULES: tuple[Rule, ...] = (
+    Rule("exp_name", EXP_NAME_ALLOWED, lambda v, a: exp_name_ok(v)),
     Rule("seed", "an integer in [0, 2**32 - 1]", lambda v, a: 0 <= v < 2**32),
     Rule("num_envs", "a positive integer", _positive),
+    Rule(
+        "num_envs",
+        f"at most {MAX_ATARI_ENVS} for an Atari game (each env is an emulator with its own thread)",
+        lambda v, a: v <= MAX_ATARI_ENVS or not is_atari_id(getattr(a, "env_id", "")),
+    ),
     Rule("num_steps", "a positive integer", _positive),
     Rule("num_minibatches", "a positive integer", _positive),
+    # Before the minibatch rule: a batch of one sample is the rollout's fault, whatever the split.
+    Rule(
+        "num_steps",
+        lambda a: (
+            f"large enough for a batch num_envs * num_steps of 2 or more samples "
+            f"(--num-envs {a.num_envs})"
+        ),
+        lambda v, a: _batch_size(a) >= 2,
+    ),
     Rule(
         "num_minibatches",
         lambda a: (
@@ -64,6 +108,20 @@ RULES: tuple[Rule, ...] = (
         lambda v, a: _batch_size(a) % v == 0 and _batch_size(a) // v >= 2,
     ),
     Rule("update_epochs", "a positive integer", _positive),
+    # --algorithm vpg is one policy-gradient step per batch (common/algorithms.py): other values
+    # would run something else and record it as "vpg".
+    *(
+        Rule(
+            name,
+            f"{value} with --algorithm vpg ({why}; --algorithm ppo takes others)",
+            lambda v, a, value=value: getattr(a, "algorithm", None) != "vpg" or v == value,
+        )
+        for name, value, why in (
+            ("update_epochs", 1, "one gradient step per batch"),
+            ("num_minibatches", 1, "the whole batch in one step"),
+            ("objective", "none", "the plain policy gradient, eq. 6"),
+        )
+    ),  # fmt: skip
     Rule("torch_threads", "a positive integer", _positive),
     Rule(
         "total_timesteps",
@@ -99,6 +157,13 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule("log_every", "a positive number of iterations", _positive),
     Rule("rmsprop_alpha", "a number in [0, 1)", lambda v, a: 0.0 <= v < 1.0),
+    Rule(
+        "rmsprop_alpha",
+        "given only with --optimizer rmsprop (it is RMSprop's smoothing constant; Adam has none)",
+        lambda v, a: (
+            getattr(a, "optimizer", "rmsprop") == "rmsprop" or v == _default(a, "rmsprop_alpha")
+        ),
+    ),
     Rule("save_every", "0 (only at the end) or a positive number of iterations", _not_negative),
     Rule("keep_checkpoints", "0 (keep all) or a positive number", _not_negative),
     # TRPO (ppo_continuous/trpo.py)
@@ -110,7 +175,12 @@ RULES: tuple[Rule, ...] = (
     Rule("value_epochs", "a positive integer", _positive),
     Rule("value_minibatches", "a positive integer", _positive),
     Rule("backtrack_coef", "a number in (0, 1)", lambda v, a: 0 < v < 1),
-    # CEM (ppo_continuous/cem.py)
+    # CEM (ppo_continuous/cem.py), whose Args alone have a population
+    Rule(
+        "num_envs",
+        "1 for CEM (it scores one parameter vector at a time, in one env)",
+        lambda v, a: v == 1 or not hasattr(a, "population"),
+    ),
     Rule("elite_frac", "a number in (0, 1)", lambda v, a: 0 < v < 1),
     Rule(
         "population",
@@ -143,7 +213,17 @@ def check_values(args: Any) -> None:
         value = getattr(args, rule.name)
         if not rule.ok(value, args):
             allowed = rule.allowed(args) if callable(rule.allowed) else rule.allowed
-            raise UsageError(flag(rule.name), f"must be {allowed}, got {value}")
+            raise UsageError(flag(rule.name), f"must be {allowed}, got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    """A value as an error line quotes it: a string as its repr (a newline stays on the line),
+    cut short when long."""
+    if not isinstance(value, str):
+        return str(value)
+    if len(value) > 40:
+        return f"{value[:40]!r}... ({len(value.encode())} bytes)"
+    return repr(value)
 
 
 def check_command_line(args: Any) -> None:
@@ -195,6 +275,22 @@ def is_atari_id(env_id: str) -> bool:
     gym.register_envs(ale_py)
     spec = gym.registry.get(env_id)
     return spec is not None and str(spec.entry_point).startswith("ale_py")
+
+
+def require_continuous_control_id(
+    env_id: str, flag_name: str = "--env-id", runner: str = "this trainer"
+) -> None:
+    """A registered gymnasium id that is not an Atari game (those are ppo_atari/train.py's); the
+    batched runner calls it too, so an Atari id is not called "not registered" there."""
+    from common.cli import require_registered_env
+
+    if is_atari_id(env_id):
+        raise UsageError(
+            flag_name,
+            f"{env_id!r} is an Atari game; {runner} is for continuous control, "
+            "use ppo_atari/train.py",
+        )
+    require_registered_env(env_id, flag_name)
 
 
 def make_env_or_usage_error(env_id: str, flag_name: str = "--env-id", **kwargs: Any):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from common.checkpoint import load_model
 from common.cli import parse_args
 from common.distributions import sample_categorical
 from common.evaluation import EvalArgs, open_evaluation, report, validate_eval
@@ -23,7 +24,7 @@ def evaluate(eval_args: EvalArgs) -> dict:
         fire_on_life_loss=saved.get("fire_on_life_loss"),
     )  # fmt: skip
     agent = Agent(int(envs.single_action_space.n)).to(device).to(memory_format=torch.channels_last)
-    agent.load_state_dict(ckpt.data["model"])
+    load_model(agent, ckpt)
     agent.eval()
 
     games = GameTracker(1)

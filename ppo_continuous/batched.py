@@ -80,7 +80,6 @@ from common.cli import (
     flags_on_command_line,
     parse_args,
     require_choice,
-    require_registered_env,
 )
 from common.divergence import EXIT_DIVERGED
 from common.episodes import EpisodeLog, run_summary
@@ -90,7 +89,12 @@ from common.objectives import OBJECTIVES, Objective, PerRun
 from common.runtime import code_version, host_description, route_mujoco_warnings
 from common.schedules import anneal_learning_rate
 from common.tracking import Progress, Tracker
-from common.validation import check_values, make_env_or_usage_error, require_writable_dir
+from common.validation import (
+    check_values,
+    make_env_or_usage_error,
+    require_continuous_control_id,
+    require_writable_dir,
+)
 from ppo_continuous import train
 from ppo_continuous.run_envs import RunEnvs
 
@@ -222,7 +226,7 @@ def validate(args: Args) -> None:
     require_writable_dir(args.runs_dir, "--runs-dir")
     if args.group_dir is not None:
         require_writable_dir(args.group_dir, "--group-dir")
-    require_registered_env(args.env_id)
+    require_continuous_control_id(args.env_id, runner="the batched runner")
     route_mujoco_warnings()
     probe = make_env_or_usage_error(args.env_id)
     is_box = isinstance(probe.action_space, gym.spaces.Box)

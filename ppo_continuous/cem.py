@@ -47,7 +47,7 @@ class Args(CodeLevelArgs):
     total_timesteps: int = 1_000_000
     """total environment steps of the experiment"""
     num_envs: int = 1
-    """environments (CEM scores one parameter vector at a time, in one env)"""
+    """environments: 1 (CEM scores one parameter vector at a time, in one env; others are refused)"""
     num_steps: int = 20_000
     """env steps per iteration, shared by the population: num_steps / population each (1,000 by
     default, the MuJoCo tasks' time limit, so a member plays whole episodes)"""
@@ -75,7 +75,10 @@ class SearchDistribution:
     """N(mu, diag(sigma^2)) over the actor's parameters; saved in checkpoints as an optimizer is."""
 
     def __init__(self, mean: torch.Tensor, std: float) -> None:
-        self.mean, self.std = mean.clone(), torch.full_like(mean, std)
+        # Detached: ``mean`` comes from the actor's parameters, and with their autograd history
+        # every iteration's samples would be chained onto it, so memory would grow each iteration.
+        self.mean = mean.detach().clone()
+        self.std = torch.full_like(self.mean, std)
 
     def sample(self, count: int) -> torch.Tensor:
         return self.mean + self.std * torch.randn(count, self.mean.numel())

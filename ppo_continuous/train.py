@@ -31,7 +31,7 @@ from common.algorithms import (
     with_algorithm_defaults,
 )
 from common.args import CodeLevelArgs
-from common.cli import UsageError, flags_on_command_line, parse_args, require_registered_env
+from common.cli import UsageError, flags_on_command_line, parse_args
 from common.distributed import World
 from common.distributions import gaussian_kl
 from common.divergence import gradient_step
@@ -51,7 +51,11 @@ from common.objectives import Objective
 from common.run import Run
 from common.runtime import layer_init, normc_init, route_mujoco_warnings, run_layers
 from common.schedules import anneal_learning_rate
-from common.validation import check_command_line, is_atari_id, make_env_or_usage_error
+from common.validation import (
+    check_command_line,
+    make_env_or_usage_error,
+    require_continuous_control_id,
+)
 from ppo_continuous.run_envs import OneSampleRunningMeanStd
 
 
@@ -134,13 +138,7 @@ def validate(args: Args) -> None:
     check_command_line(args)
     if args.resume or args.init_from:
         return  # the checkpoint is checked when it is opened, before any env is built
-    if is_atari_id(args.env_id):
-        raise UsageError(
-            "--env-id",
-            f"{args.env_id!r} is an Atari game; this trainer is for continuous control, "
-            "use ppo_atari/train.py",
-        )
-    require_registered_env(args.env_id)
+    require_continuous_control_id(args.env_id)
     route_mujoco_warnings()
     probe = make_env_or_usage_error(args.env_id)  # one env, only to read its action type
     action_space = probe.action_space

@@ -17,6 +17,7 @@ again, so the same command on a fresh machine runs only what is missing.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shlex
 import subprocess
@@ -29,6 +30,7 @@ from presets import REPO, Preset, presets, run_prefix
 from records import (
     RECORDS,
     RESULT_STATUSES,
+    DamagedRecord,
     Record,
     key_of,
     read_summary,
@@ -37,7 +39,17 @@ from records import (
     status_of,
 )
 
-from common.cli import UsageError, parse_args, require_choice, require_registered_env
+from common.cli import (
+    BadFlags,
+    UsageError,
+    exit_usage,
+    flag,
+    flags_on_command_line,
+    parse_args,
+    parse_flags,
+    require_choice,
+    require_registered_env,
+)
 from common.distributed import torchrun
 
 
@@ -54,7 +66,9 @@ class Args:
     runs_dir: str | None = None
     """where the runs go (default: runs/sweep-<preset>)"""
     extra: str = ""
-    """more trainer flags for every run, in quotes, e.g. --extra='--total-timesteps 200000'"""
+    """more trainer flags for every run, in quotes, e.g. --extra='--total-timesteps 200000' (it may
+    override the preset's common flags; not those the sweep sets per run, such as --seed, nor a
+    variant's own); checked by the trainer's validation before any run starts"""
     dry_run: bool = False
     """print the commands, run nothing"""
     record_dir: str | None = None
@@ -141,13 +155,9 @@ def plan(args: Args, preset: Preset, runs_dir: Path, record: Record | None = Non
     for variant in args.variants or tuple(preset.variants):
         for env_id in args.env_ids or preset.env_ids:
             for seed in args.seeds or preset.seeds:
-                # Sweeps keep checkpoints/latest.pt alone (an Atari checkpoint is ~20 MB); first, so
-                # --extra='--numbered-checkpoints' overrides it.
                 flags = [
-                    "--no-numbered-checkpoints",
-                    "--env-id", env_id, "--seed", str(seed), "--exp-name", variant,
-                    "--runs-dir", str(runs_dir), *preset.common_flags, *preset.variants[variant],
-                    *shlex.split(args.extra), *tracking, *(["--wandb-group", variant] if args.track else []),
+                    *trainer_flags(args, preset, variant, env_id, seed, runs_dir),
+                    *tracking, *(["--wandb-group", variant] if args.track else []),
                 ]  # fmt: skip
                 script = str(preset.script(variant))
                 run = Run(env_id, seed, variant, [*python, script, *flags], "new", runs_dir)
@@ -163,6 +173,19 @@ def plan(args: Args, preset: Preset, runs_dir: Path, record: Record | None = Non
                     state = "new"
                 runs.append(Run(env_id, seed, variant, [*python, script, *flags], state, runs_dir))
     return runs
+
+
+def trainer_flags(
+    args: Args, preset: Preset, variant: str, env_id: str, seed: int, runs_dir: Path
+) -> list[str]:
+    """A run's trainer flags, tracking aside: the sweep's own, the preset's, then ``--extra``."""
+    # Sweeps keep checkpoints/latest.pt alone (an Atari checkpoint is ~20 MB); first, so
+    # --extra='--numbered-checkpoints' overrides it.
+    return [
+        "--no-numbered-checkpoints",
+        "--env-id", env_id, "--seed", str(seed), "--exp-name", variant, "--runs-dir", str(runs_dir),
+        *preset.common_flags, *preset.variants[variant], *shlex.split(args.extra),
+    ]  # fmt: skip
 
 
 def record_run(record: Record | None, run: Run) -> None:
@@ -346,9 +369,53 @@ def validate(args: Args) -> None:
         raise UsageError("--ranks", "runs train.py's runs only (PPO, A2C, VPG), not --batched, TRPO "
                          f"or CEM ({', '.join(single_process) or '--batched'})")  # fmt: skip
     try:
-        shlex.split(args.extra)
+        extra = shlex.split(args.extra)
     except ValueError as err:
         raise UsageError("--extra", f"cannot split {args.extra!r} into flags ({err})") from None
+    if extra:
+        check_extra(args, preset, extra)
+
+
+# Trainer flags the sweep gives each run itself, and the launcher's flag that sets each instead.
+SWEEP_FLAGS = {
+    "env_id": "--env-ids", "seed": "--seeds", "exp_name": "--variants", "runs_dir": "--runs-dir",
+    "resume": "nothing: the launcher resumes a run with a checkpoint by itself",
+    "track": "--track", "wandb_project_name": "--wandb-project-name",
+    "wandb_entity": "--wandb-entity", "wandb_group": "--track (one W&B group per variant)",
+}  # fmt: skip
+
+
+def check_extra(args: Args, preset: Preset, extra: list[str]) -> None:
+    """``--extra`` may add trainer flags and override the preset's common ones (e.g. a shorter
+    ``--total-timesteps``), not the flags the sweep sets per run or those that define a variant
+    (its name would then lie); its values pass the trainer's own validation, before any run."""
+    given = flags_on_command_line(extra)
+    for name, instead in SWEEP_FLAGS.items():
+        if name in given:
+            raise UsageError(
+                "--extra", f"{flag(name)} is set by the sweep for every run; use {instead}"
+            )
+    variants = args.variants or tuple(preset.variants)
+    for variant in variants:
+        defines = flags_on_command_line(preset.variants[variant])
+        clash = sorted(name for name in given & defines if not name.startswith("no_"))
+        if clash:
+            raise UsageError("--extra", f"{flag(clash[0])} defines variant {variant!r} "
+                             f"({shlex.join(preset.variants[variant])}); add a variant instead")  # fmt: skip
+    runs_dir = Path(args.runs_dir or f"runs/sweep-{args.preset}")
+    env_id, seed = (args.env_ids or preset.env_ids)[0], (args.seeds or preset.seeds)[0]
+    for variant in variants:
+        trainer = importlib.import_module(
+            ".".join(preset.script(variant).relative_to(REPO).with_suffix("").parts)
+        )
+        flags = trainer_flags(args, preset, variant, env_id, seed, runs_dir)
+        try:
+            run_args = parse_flags(trainer.Args, flags)
+            if hasattr(trainer, "resolve"):
+                run_args = trainer.resolve(run_args, flags_on_command_line(flags))
+            trainer.validate(run_args)
+        except (BadFlags, UsageError) as err:
+            raise UsageError("--extra", f"{err} (in variant {variant}'s runs)") from None
 
 
 def is_atari_id(env_id: str) -> bool:
@@ -370,8 +437,11 @@ def open_record(args: Args, preset: Preset) -> Record | None:
 def main(args: Args) -> int:
     preset = presets()[args.preset]
     runs_dir = Path(args.runs_dir or f"runs/sweep-{args.preset}").resolve()
-    record = open_record(args, preset)
-    runs = plan(args, preset, runs_dir, record)
+    try:
+        record = open_record(args, preset)
+        runs = plan(args, preset, runs_dir, record)
+    except DamagedRecord as err:  # the launcher rewrites the record: it would drop that line
+        exit_usage(f"--record-dir: {err}; mend or delete that line, then launch again")
     todo = [run for run in runs if run.state in ("new", "resume")]
     count = {
         state: sum(r.state == state for r in runs)

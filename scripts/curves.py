@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -56,11 +57,15 @@ def trailing_mean(values: list[float] | np.ndarray, window: int) -> np.ndarray:
 
 def finished_run(runs: Path, env_id: str) -> Path | None:
     """The newest run folder under ``runs`` whose summary.json says it finished ``env_id``."""
-    done = [
-        path.parent
-        for path in runs.glob("*/summary.json")
-        if (record := json.loads(path.read_text())).get("finished") and record["env_id"] == env_id
-    ]
+    done = []
+    for path in runs.glob("*/summary.json"):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError) as err:  # cut by a crash or an edit: not a run to reuse
+            print(f"warning: {path}: cannot be read ({err}); not reused", file=sys.stderr)
+            continue
+        if isinstance(record, dict) and record.get("finished") and record.get("env_id") == env_id:
+            done.append(path.parent)
     return max(done, key=lambda p: p.stat().st_mtime, default=None)
 
 

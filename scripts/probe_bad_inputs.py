@@ -1,4 +1,4 @@
-"""Run every bad input of issue 14 through both trainers (and evaluate.py); one line per case.
+"""Run every bad input of issues 14 and 32 through the trainers and scripts; one line per case.
 
     python scripts/probe_bad_inputs.py            # about two minutes on a laptop CPU
 
@@ -10,6 +10,7 @@ and prints no traceback. The exit code is the number of cases that did not pass.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -115,11 +116,92 @@ def cases(folder: Path, run_dir: Path, stub: Path) -> list[Case]:
     return out
 
 
+def report_and_sweep_cases(folder: Path) -> list[Case]:
+    """Issue 32, cases 5 and 8: report.py on damaged or episode-less records, benchmark.py --extra."""
+    import json
+
+    runs, cut, random_csv = folder / "no-episode-runs", folder / "cut-runs", folder / "random.csv"
+    random_csv.write_text("env_id,score\nPendulum-v1,-1600\n")
+    for seed in (1, 2):
+        for parent, text in ((runs, None), (cut, '{"env_id": "Pendu')):
+            summary = {"env_id": "Pendulum-v1", "exp_name": "clip_0.2", "seed": seed, "finished": True,
+                       "mean_return_last_100": None, "mean_return_all_training": None}  # fmt: skip
+            (parent / f"run{seed}").mkdir(parents=True)
+            (parent / f"run{seed}" / "summary.json").write_text(text or json.dumps(summary))
+    record = folder / "records" / "smoke"
+    record.mkdir(parents=True)
+    (record / "runs.csv").write_text("env_id,variant,seed,status,mean_return_last_100\n"
+                                     "Pendulum-v1,clip_0.2,1,finished,-900\n")  # fmt: skip
+    (record / "curves.jsonl").write_text(
+        '{"env_id": "Pendulum-v1", "variant": "clip_0.2", "seed": 1, "ste'
+    )
+    report = [
+        sys.executable,
+        str(REPO / "scripts" / "report.py"),
+        "--random-scores",
+        str(random_csv),
+    ]
+    sweep = [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--preset", "smoke",
+             "--runs-dir", str(folder / "sweep")]  # fmt: skip
+    return [
+        Case("report.py --runs-dir <runs without an episode>",
+             [*report, "--runs-dir", str(runs), "--out", str(folder / "r1")], 0),
+        Case("report.py --runs-dir <only cut summary.json files>",
+             [*report, "--runs-dir", str(cut), "--out", str(folder / "r2")], 2),
+        Case("report.py --record-dir <a cut curves.jsonl line> (warns)",
+             [*report, "--record-dir", str(record.parent), "--out", str(folder / "r3")], 0),
+        Case("benchmark.py --record-dir <a cut curves.jsonl line>",
+             [*sweep, "--record-dir", str(record), "--dry-run"], 2),
+        Case("benchmark.py --extra='--runs-dir elsewhere --seed 5'",
+             [*sweep, "--extra=--runs-dir elsewhere --seed 5"], 2),
+        Case("benchmark.py --extra='--gamma 1.5' --dry-run", [*sweep, "--extra=--gamma 1.5", "--dry-run"], 2),
+        Case("benchmark.py --extra='--objective none' (a variant's own flag)",
+             [*sweep, "--extra=--objective none"], 2),
+    ]  # fmt: skip
+
+
+def combination_and_rank_cases(folder: Path, run_dir: Path) -> list[Case]:
+    """Issue 32, cases 9 and 10: silent flag combinations, bad input on one rank of two."""
+    train = [
+        *script("ppo_continuous"),
+        "--env-id",
+        "Pendulum-v1",
+        "--runs-dir",
+        str(folder / "runs"),
+    ]
+    out = [Case(f"ppo_continuous {' '.join(flags)}", [*train, *flags], 2) for flags in (
+        ["--algorithm", "vpg", "--update-epochs", "5"], ["--algorithm", "vpg", "--num-minibatches", "4"],
+        ["--algorithm", "vpg", "--objective", "clip"], ["--rmsprop-alpha", "0.9"],
+        ["--algorithm", "a2c", "--num-steps", "1"],
+    )]  # fmt: skip
+    out.append(Case("ppo_atari --num-envs 100000",
+                    [*script("ppo_atari"), "--num-envs", "100000", "--runs-dir", str(folder / "runs")], 2))  # fmt: skip
+    out.append(Case("ppo_continuous evaluate.py RUN --out <new folder>/",
+                    [*script("ppo_continuous", "evaluate.py"), str(run_dir), "--episodes", "1",
+                     "--out", f"{folder / 'new' / 'folder'}/"], 0))  # fmt: skip
+    # Two ranks by hand (as srun starts them), gloo on the CPU; rank 1 alone has a bad flag. The
+    # case's exit code and stderr are rank 0's.
+    pendulum = " ".join(
+        [*SMALL["ppo_continuous"], "--total-timesteps", "512", "--runs-dir", str(folder / "ranks")]
+    )
+    with socket.socket() as sock:  # a free port for the ranks to meet on
+        sock.bind(("127.0.0.1", 0))
+        world = f"WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={sock.getsockname()[1]}"
+    python = f"{sys.executable} {REPO / 'ppo_continuous' / 'train.py'} {pendulum}"
+    both = (f"RANK=1 {world} {python} --gamma 1.5 2>/dev/null & "
+            f"RANK=0 {world} {python}; code=$?; wait; exit $code")  # fmt: skip
+    out.append(Case("two ranks by hand, rank 1 --gamma 1.5", ["bash", "-c", both], 2))
+    alone = f"PPO_RANKS_JOIN_TIMEOUT_S=5 RANK=0 {world} {python}"
+    out.append(Case("rank 0 of 2 by hand, rank 1 never started", ["bash", "-c", alone], 2))
+    return out
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="probe-bad-inputs-") as tmp:
         folder = Path(tmp)
         run_dir, stub = make_checkpoints(folder)
         todo = cases(folder, run_dir, stub)
+        todo += report_and_sweep_cases(folder) + combination_and_rank_cases(folder, run_dir)
         failed = sum(not run(case, folder) for case in todo)
     print(f"\n{len(todo) - failed} of {len(todo)} cases handled as expected")
     return failed

@@ -24,6 +24,7 @@ import io
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,32 +64,45 @@ class Record:
     curves: dict[Key, dict[str, list]] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, folder: str | Path) -> Record:
-        """The record in ``folder``; empty when the folder or its files do not exist yet."""
+    def load(cls, folder: str | Path, damaged: str = "refuse") -> Record:
+        """The record in ``folder``; empty when the folder or its files do not exist yet.
+
+        A damaged line (a row that does not parse, a cut or non-JSON curve line) is a
+        ``DamagedRecord`` naming the file and line; with ``damaged="warn"`` (readers: the report)
+        it is a warning on stderr and the good lines are used. Writers refuse: they rewrite the
+        files and would drop the damaged line without a word."""
         record = cls(Path(folder))
         runs = record.folder / "runs.csv"
         if runs.is_file():
             with open(runs, newline="") as handle:
-                for raw in csv.DictReader(handle):
-                    row = parse_row(raw)
-                    record.rows[key_of(row)] = row
+                reader = csv.DictReader(handle)
+                for raw in reader:
+                    try:
+                        row = parse_row(raw)
+                        record.rows[key_of(row)] = row
+                    except (ValueError, TypeError) as err:
+                        report_damage(runs, reader.line_num, f"not a run row ({err})", damaged)
         curves = record.folder / "curves.jsonl"
         if curves.is_file():
-            for line in curves.read_text().splitlines():
-                if line.strip():
+            for number, line in enumerate(curves.read_text().splitlines(), start=1):
+                if not line.strip():
+                    continue
+                try:
                     entry = json.loads(line)
-                    record.curves[key_of(entry)] = {
-                        "steps": entry["steps"],
-                        "returns": entry["returns"],
-                    }
+                    curve = {"steps": entry["steps"], "returns": entry["returns"]}
+                    record.curves[key_of(entry)] = curve
+                except (ValueError, KeyError, TypeError) as err:
+                    reason = f"cut or not a JSON curve ({type(err).__name__}: {err})"
+                    report_damage(curves, number, reason, damaged)
         return record
 
     def __contains__(self, key: Key) -> bool:
         return key in self.rows
 
-    def add(self, row: dict[str, Any], curve: dict[str, list]) -> None:
+    def add(self, row: dict[str, Any], curve: dict[str, list] | None) -> None:
         self.rows[key_of(row)] = row
-        self.curves[key_of(row)] = without_redone_points(curve)
+        if curve is not None:  # a row whose curve the record lacks keeps none
+            self.curves[key_of(row)] = without_redone_points(curve)
 
     def save(self) -> None:
         """Write both files in a stable order (env, variant, seed), each atomically."""
@@ -115,7 +129,7 @@ class Record:
             fcntl.flock(folder, fcntl.LOCK_EX)
             on_disk = Record.load(self.folder)
             for key in on_disk.rows.keys() - self.rows.keys():
-                self.add(on_disk.rows[key], on_disk.curves[key])
+                self.add(on_disk.rows[key], on_disk.curves.get(key))
             self.add(row, curve)
             self.save()
         finally:
@@ -126,10 +140,26 @@ class Record:
         return [{**self.rows[k], "curve": self.curves.get(k)} for k in sorted(self.rows)]
 
 
-def shared_records(folder: Path, shared: dict[str, str]) -> dict[str, Record]:
+def shared_records(
+    folder: Path, shared: dict[str, str], damaged: str = "refuse"
+) -> dict[str, Record]:
     """Variant -> the record of the preset it is shared with, the folder beside ``folder`` (a
     preset's record; ``Preset.shared``: Figure 3's clip_0.2 runs are in paper-table1's record)."""
-    return {variant: Record.load(folder.parent / source) for variant, source in shared.items()}
+    return {
+        variant: Record.load(folder.parent / source, damaged) for variant, source in shared.items()
+    }
+
+
+class DamagedRecord(ValueError):
+    """A line of a record's file that cannot be read; the message names the file and the line."""
+
+
+def report_damage(path: Path, line: int, reason: str, damaged: str) -> None:
+    """Raise ``DamagedRecord`` (``damaged="refuse"``) or print a warning and go on (``"warn"``)."""
+    message = f"{path} line {line}: {reason}"
+    if damaged != "warn":
+        raise DamagedRecord(message)
+    print(f"warning: {message}; that line is left out", file=sys.stderr, flush=True)
 
 
 def format_cell(value: Any) -> str:

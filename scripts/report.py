@@ -16,7 +16,9 @@ plots and writes the pages.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +26,14 @@ from typing import Any
 
 import figure3
 import numpy as np
+import table1
 from atari_tables import atari_lines
 from curves import trailing_mean
 from presets import REPO, presets, variant_order
-from records import RECORDS, Record, key_of, read_summary, result_of_run, shared_records
+from records import RECORDS, Record, key_of, result_of_run, shared_records
 from table1 import measure_random_scores, read_random_scores, table1_lines
 
-from common.cli import UsageError, parse_args, require_positive
+from common.cli import UsageError, exit_usage, parse_args, require_positive
 from common.scores import game_name, human_random_scores
 
 RESULTS = REPO / "docs" / "results"
@@ -57,14 +60,42 @@ class Args:
 
 
 def rows_from_runs(runs_dir: Path) -> list[dict[str, Any]]:
-    """A record row (with its curve) for every run folder with a summary.json, in name order."""
-    rows = []
-    for path in sorted(runs_dir.glob("*/summary.json")):
-        if read_summary(path.parent) is None:
+    """A record row (with its curve) for every run folder with a readable summary.json, in name
+    order; an unreadable one is a warning naming it, and none readable at all is an error."""
+    rows, found = [], sorted(runs_dir.glob("*/summary.json"))
+    problems = [(path, summary_problem(path)) for path in found]
+    if problems and all(problem for _, problem in problems):
+        path, problem = problems[0]
+        more = f"; {len(found) - 1} more alike" if len(found) > 1 else ""
+        exit_usage(f"--runs-dir: none of the {len(found)} summary.json files in {runs_dir} can "
+                   f"be read ({path} {problem}{more})")  # fmt: skip
+    for path, problem in problems:
+        if problem:
+            print(f"warning: {path} {problem}; this run is left out", file=sys.stderr, flush=True)
             continue
         row, curve = result_of_run(path.parent)
         rows.append({**row, "curve": curve})
     return rows
+
+
+def summary_problem(path: Path) -> str | None:
+    """What makes a run's summary.json unusable (cut, not JSON, a field missing), None if nothing."""
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        return f"cannot be read ({type(err).__name__}: {err})"
+    if not isinstance(summary, dict):
+        return "is not a JSON object"
+    missing = [name for name in ("env_id", "exp_name", "seed") if name not in summary]
+    return f"has no {', '.join(missing)}" if missing else None
+
+
+def rows_from_record(folder: Path) -> list[dict[str, Any]]:
+    """The rows of one results record; a damaged line or a missing curves.jsonl is a warning."""
+    if not (folder / "curves.jsonl").is_file():
+        print(f"warning: {folder / 'curves.jsonl'} is missing; the page has no learning curves "
+              f"of the runs in {folder / 'runs.csv'}", file=sys.stderr, flush=True)  # fmt: skip
+    return Record.load(folder, damaged="warn").results()
 
 
 def is_atari(env_id: str) -> bool:
@@ -279,10 +310,12 @@ def write_page(
     img_dir: Path,
     expected_runs: int | None = None,
     superseded: list[dict[str, Any]] = (),
+    sections: list[str] = (),
 ) -> list[Path]:
     """Write one Markdown page (tables, then plots linked relative to the page); returns the plots.
     ``superseded``: the page's own runs of a shared setting that the page shows from the other
-    record instead, listed so that none goes unmentioned."""
+    record instead, listed so that none goes unmentioned. ``sections``: the page's own Markdown
+    (the setups' comparison; the ablation's table, which replaces the generic Table 1)."""
     img_dir.mkdir(parents=True, exist_ok=True)
     atari = [r for r in rows if is_atari(r["env_id"])]
     mujoco = [r for r in rows if r not in atari]
@@ -295,10 +328,11 @@ def write_page(
     lines += runs_lines(rows) + superseded_lines(superseded)
     table, figure = figure3.split_rows(mujoco)
     plots = figure3_plot(figure, img_dir) + learning_curves(rows, img_dir)
-    if table:
+    if table and not (sections and sections[0].startswith("## The ablation")):
         random_scores = random_scores_for(sorted({r["env_id"] for r in table}), args.random_scores)
         lines += ["## Table 1: surrogate objectives on MuJoCo (normalised score)", ""]
         lines += table1_lines(table, random_scores, expected_runs)
+    lines += list(sections)
     if figure:
         lines += ["## Figure 3: PPO against the comparison algorithms (final scores)", ""]
         lines += figure3.figure3_lines(figure, expected_runs)
@@ -345,14 +379,14 @@ def main(args: Args) -> None:
         return
     out = Path(args.out) if args.out else RESULTS
     for preset, records in pages_of_records(Path(args.record_dir)).items():
-        rows = [row for folder in records for row in Record.load(folder).results()]
+        rows = [row for folder in records for row in rows_from_record(folder)]
         rows = shared_rows(records, rows)
         superseded = [r for r in rows if r.get("superseded_by")]
         rows = [r for r in rows if not r.get("superseded_by")]
         expected = expected_runs([folder.name for folder in records])
         plots = write_page(
             rows, args, f"Results: {preset}", out / f"{preset}.md", out / "img" / preset, expected,
-            superseded,
+            superseded, setup_sections(preset, Path(args.record_dir), rows, args),
         )  # fmt: skip
         if args.wandb:
             publish_to_wandb(args, preset, out, rows, plots, page=out / f"{preset}.md")
@@ -368,6 +402,26 @@ def pages_of_records(record_dir: Path) -> dict[str, list[Path]]:
         page = known[preset].reported_with if preset in known else None
         pages[page or preset].append(runs.parent)
     return dict(sorted(pages.items()))
+
+
+def setup_sections(
+    preset: str, record_dir: Path, rows: list[dict[str, Any]], args: Args
+) -> list[str]:
+    """The 2017-setup sections of a page: Table 1's gets the paper's column beside ours under both
+    setups once paper-table1-2017 has runs; the ablation's page is its table (docs/results/setup-2017.md)."""
+    if preset == "paper-table1":
+        setup_2017 = Record.load(record_dir / "paper-table1-2017").results()
+        if not setup_2017:
+            return []
+        envs = sorted({r["env_id"] for r in rows + setup_2017})
+        return ["## Table 1 under today's setup and the 2017 setup", "",
+                *table1.setups_lines(rows, setup_2017, random_scores_for(envs, args.random_scores))]  # fmt: skip
+    if preset == "paper-table1-ablation":
+        today = Record.load(record_dir / "paper-table1").results()
+        envs = sorted({r["env_id"] for r in rows + today})
+        return ["## The ablation: one 2017 choice at a time (normalised score)", "",
+                *table1.ablation_lines(rows, today, random_scores_for(envs, args.random_scores))]  # fmt: skip
+    return []
 
 
 def superseded_lines(superseded: list[dict[str, Any]]) -> list[str]:
@@ -392,7 +446,7 @@ def shared_rows(folders: list[Path], rows: list[dict[str, Any]]) -> list[dict[st
         preset = known.get(folder.name)
         if preset is None:
             continue
-        for variant, source in shared_records(folder, preset.shared).items():
+        for variant, source in shared_records(folder, preset.shared, "warn").items():
             for row in source.results():
                 planned = row["env_id"] in preset.env_ids and row["seed"] in preset.seeds
                 if row["variant"] == variant and planned and key_of(row) not in source_keys:

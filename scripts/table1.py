@@ -46,16 +46,28 @@ def runs_by_env(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[float]]]
     return {env_id: dict(variants) for env_id, variants in by_env.items()}
 
 
+def env_bests(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Env -> the best variant's mean raw score over its seeds: Table 1's 1 on that env."""
+    return {
+        env_id: float(max(np.mean(scores) for scores in variants.values()))
+        for env_id, variants in runs_by_env(rows).items()
+    }
+
+
 def normalized_runs(
-    rows: list[dict[str, Any]], random_scores: dict[str, float]
+    rows: list[dict[str, Any]],
+    random_scores: dict[str, float],
+    bests: dict[str, float] | None = None,
 ) -> dict[str, dict[str, list[float]]]:
     """Variant -> env -> the normalised score of each of its runs (envs without a random score
-    are left out). Per env, 1 is the best variant's mean over seeds and 0 the random policy."""
+    are left out). Per env, 1 is the best variant's mean over seeds (or ``bests[env]``, another
+    table's 1, to put two sets of runs on one scale) and 0 the random policy."""
     result: dict[str, dict[str, list[float]]] = defaultdict(dict)
+    own_bests = env_bests(rows)
     for env_id, variants in runs_by_env(rows).items():
-        if env_id not in random_scores:
+        if env_id not in random_scores or (bests is not None and env_id not in bests):
             continue
-        best = max(np.mean(scores) for scores in variants.values())
+        best = own_bests[env_id] if bests is None else bests[env_id]
         low = random_scores[env_id]
         scale = best - low if best != low else 1.0
         for variant, scores in variants.items():
@@ -64,7 +76,9 @@ def normalized_runs(
 
 
 def normalized_scores(
-    rows: list[dict[str, Any]], random_scores: dict[str, float]
+    rows: list[dict[str, Any]],
+    random_scores: dict[str, float],
+    bests: dict[str, float] | None = None,
 ) -> dict[str, dict]:
     """Per variant: its mean normalised score over runs, the run count, and per env the mean."""
     return {
@@ -73,7 +87,7 @@ def normalized_scores(
             "runs": sum(len(runs) for runs in per_env.values()),
             "per_env": {env: float(np.mean(runs)) for env, runs in per_env.items()},
         }
-        for variant, per_env in normalized_runs(rows, random_scores).items()
+        for variant, per_env in normalized_runs(rows, random_scores, bests).items()
     }
 
 
@@ -207,6 +221,9 @@ def table1_lines(
     """Markdown: Table 1 beside the paper's column, with intervals and ranks, then per env."""
     per_variant = normalized_runs(rows, random_scores)
     ours = normalized_scores(rows, random_scores)
+    if not ours:  # no run has ended an episode (or no env has a random score): nothing to rank
+        return [f"No scores yet: none of the {len(rows)} runs has a last-100 return (no episode "
+                "ended) on an env with a random-policy score.", ""]  # fmt: skip
     paper = paper_table1()
     variants = sorted(ours, key=lambda v: (variant_order(v), v))
     our_ranks = ranks({v: ours[v]["score"] for v in variants})
@@ -324,3 +341,85 @@ def read_random_scores(path: str | Path) -> dict[str, float]:
     """env_id -> mean random-policy return, from a CSV with columns env_id and score."""
     with open(path) as handle:
         return {row["env_id"]: float(row["score"]) for row in csv.DictReader(handle)}
+
+
+def setups_lines(
+    today: list[dict[str, Any]], setup_2017: list[dict[str, Any]], random_scores: dict[str, float]
+) -> list[str]:
+    """Markdown: the paper's column beside ours under today's setup and under the 2017 code's
+    (docs/results/setup-2017.md), each normalised as the paper does (per env, its own best
+    setting = 1), with intervals, ranks and Kendall's tau against the paper."""
+    paper = paper_table1()
+    columns = {name: normalized_runs(rows, random_scores)
+               for name, rows in (("today", today), ("2017", setup_2017))}  # fmt: skip
+    scores = {name: {v: float(np.mean([s for r in per_env.values() for s in r]))
+                     for v, per_env in runs.items()} for name, runs in columns.items()}  # fmt: skip
+    column_ranks = {name: ranks(s) for name, s in scores.items()}
+    paper_ranks = ranks(paper)
+    variants = sorted(
+        set(scores["today"]) | set(scores["2017"]), key=lambda v: (variant_order(v), v)
+    )
+
+    def cell(name: str, v: str) -> str:
+        if v not in columns[name]:
+            return "n/a | | "
+        low, high = bootstrap_interval(columns[name][v])
+        runs = sum(len(r) for r in columns[name][v].values())
+        return (f"{fmt(scores[name][v])} | [{fmt(low)}, {fmt(high)}] | "
+                f"{column_ranks[name][v]} ({runs} runs)")  # fmt: skip
+
+    lines = [
+        "Each column normalised as the paper's: per env, its own best setting = 1 and the random "
+        "policy = 0. Today's setup is this project's default (ppo2's and CleanRL's stabilisers); "
+        "the 2017 setup is the code released with the paper ([what differs](setup-2017.md)).",
+        "",
+        "| setting | paper | paper rank | today | 95% | rank | 2017 setup | 95% | rank |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for v in variants:
+        label = variant_label(v)
+        lines.append(f"| {label} | {fmt(paper.get(label))} | {paper_ranks.get(label, 'n/a')} | "
+                     f"{cell('today', v)} | {cell('2017', v)} |")  # fmt: skip
+    for name in ("today", "2017"):
+        agreement = rank_agreement({variant_label(v): s for v, s in scores[name].items()}, paper)
+        if agreement:
+            lines += ["", f"{'Today' if name == 'today' else 'The 2017 setup'}: {agreement}"]
+    return [*lines, ""]
+
+
+def ablation_lines(
+    ablation: list[dict[str, Any]], today: list[dict[str, Any]], random_scores: dict[str, float]
+) -> list[str]:
+    """Markdown: for each ablated objective, its score under today's setup and with one 2017
+    choice at a time, all on Table 1's scale (per env, today's best setting = 1), each with its
+    change from today's and that change's 95% interval (the two resampled on their own)."""
+    bests = env_bests(today)
+    runs = normalized_runs(ablation, random_scores, bests)
+    lines = [
+        "On Table 1's scale: per env, today's best setting = 1 and the random policy = 0. Change: "
+        "the score minus the same objective's under today's setup, with a 95% bootstrap interval; "
+        "an interval that holds 0 cannot tell the choice from today's with three seeds.",
+        "",
+    ]
+    objectives = sorted({v.split("+")[0] for v in runs}, key=lambda v: (variant_order(v), v))
+    for objective in objectives:
+        base = runs.get(objective)
+        lines += [f"**{variant_label(objective)}**", "",
+                  "| setup | score | 95% | change from today's [95%] | runs |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for v in [objective] + sorted(x for x in runs if x.startswith(objective + "+")):
+            per_env = runs[v]
+            score = float(np.mean([s for r in per_env.values() for s in r]))
+            low, high = bootstrap_interval(per_env)
+            change = "today's"
+            if v != objective and base:
+                base_score = float(np.mean([s for r in base.values() for s in r]))
+                gap = gap_cell((score - base_score, gap_interval(per_env, base)))
+                change = gap
+            name = "today's setup" if v == objective else "+ " + v.split("+", 1)[1]
+            count = sum(len(r) for r in per_env.values())
+            lines.append(
+                f"| {name} | {fmt(score)} | [{fmt(low)}, {fmt(high)}] | {change} | {count} |"
+            )
+        lines.append("")
+    return lines

@@ -326,6 +326,7 @@ BATCHED_PROBES = [probe for probe in BAD_VALUES if not NOT_BATCHED & set(probe[0
     (["--learning-rate", "nan"], "--learning-rate", "finite"),
     (["--clip-coef", "inf"], "--clip-coef", "finite"),
     (["--kl-beta", "nan"], "--kl-beta", "finite"),
+    (["--exp-name", "x/../../escaped"], "--exp-name", "path"),
 ]
 
 

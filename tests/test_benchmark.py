@@ -157,3 +157,51 @@ def test_failed_runs_are_reported_and_counted(tmp_path):
 )
 def test_bad_input_is_a_clear_error(flags, flag, tmp_path):
     assert_usage_error(launch(*flags, "--dry-run", cwd=tmp_path), flag)
+
+
+def test_a_damaged_record_is_refused_naming_its_file_and_line(tmp_path):
+    """The launcher rewrites the record, so a cut curve line would be dropped: it refuses instead."""
+    import records
+
+    record = records.Record(tmp_path / "record")
+    row = {"env_id": "Pendulum-v1", "variant": "clip_0.2", "seed": 1, "status": "finished"}
+    record.add(row, {"steps": [100], "returns": [-1500.0]})
+    record.save()
+    curves = record.folder / "curves.jsonl"
+    curves.write_text(curves.read_text()[:-10])
+    result = launch("--preset", "smoke", "--record-dir", str(record.folder), "--dry-run",
+                    "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)  # fmt: skip
+    assert_usage_error(result, "--record-dir")
+    assert f"{curves} line 1: cut or not a JSON curve" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        ("--runs-dir elsewhere", "--runs-dir is set by the sweep for every run; use --runs-dir"),
+        ("--seed=5", "--seed is set by the sweep for every run; use --seeds"),
+        ("--exp-name x", "--exp-name is set by the sweep for every run; use --variants"),
+        ("--resume runs/x", "--resume is set by the sweep"),
+        ("--objective none", "--objective defines variant 'clip_0.2' (--objective clip --clip-coef 0.2)"),
+        ("--gamma 1.5", "--gamma: must be a number in [0, 1], got 1.5 (in variant clip_0.2's runs)"),
+        ("--num-minibatches 3", "--num-minibatches: must be a divisor of the batch size"),
+        ("--no-such-flag", "--no-such-flag"),
+    ],
+)  # fmt: skip
+def test_extra_cannot_override_the_sweep_and_is_validated_before_any_run(extra, said, tmp_path):
+    """Checked at plan time, also without --dry-run: nothing is launched, no folder is made."""
+    runs = tmp_path / "runs"
+    result = launch("--preset", "smoke", f"--extra={extra}", "--runs-dir", str(runs), cwd=tmp_path)
+    assert_usage_error(result, "--extra")
+    assert said in result.stderr, result.stderr
+    assert not runs.exists()
+
+
+def test_extra_may_override_the_presets_common_flags(tmp_path):
+    result = launch("--preset", "smoke-figure3", "--dry-run", "--extra=--total-timesteps 8000 --numbered-checkpoints",
+                    "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert all(
+        line.endswith("--total-timesteps 8000 --numbered-checkpoints")
+        for line in commands(result.stdout)
+    )

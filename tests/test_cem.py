@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
-from conftest import assert_usage_error, only_run_dir, run_trainer, scalars
+from conftest import REPO, assert_usage_error, only_run_dir, run_trainer, scalars
 
 from ppo_continuous import cem
 
@@ -53,3 +56,85 @@ def test_cem_learns_inverted_pendulum(tmp_path):
     assert elite[0] < 50 and max(elite) >= 100, elite
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["algorithm"] == "cem" and summary["global_step"] == 80000
+
+
+def test_the_search_keeps_no_autograd_history_across_iterations():
+    """The mean came from the actor's parameters with their autograd graph, and every refit chained
+    a population of samples onto it: resident memory grew each iteration (issue 32, case 3;
+    docs/benchmarks/cem_memory.md measures it)."""
+    from torch.nn.utils import parameters_to_vector
+
+    actor = torch.nn.Linear(3, 2)
+    search = cem.SearchDistribution(parameters_to_vector(actor.parameters()), std=0.1)
+    for _ in range(3):
+        samples = search.sample(4)
+        search.refit(samples, np.arange(4.0), elites=2, extra_std=0.01)
+    assert search.mean.grad_fn is None and not search.mean.requires_grad
+    assert search.std.grad_fn is None and not search.std.requires_grad
+
+
+PENDULUM = ["--env-id", "Pendulum-v1", "--num-steps", "200", "--population", "20"]
+
+
+@pytest.fixture(scope="module")
+def pendulum_cem_run(tmp_path_factory):
+    """Two CEM iterations on Pendulum-v1: its output and its run folder."""
+    folder = tmp_path_factory.mktemp("cem")
+    result = run_trainer("ppo_continuous", *PENDULUM, "--total-timesteps", "400",
+                         "--runs-dir", str(folder / "runs"), cwd=folder, script="cem.py")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result, only_run_dir(folder / "runs")
+
+
+def test_a_run_prints_no_warning(pendulum_cem_run):
+    result, _ = pendulum_cem_run
+    assert "Warning" not in result.stderr, result.stderr[-3000:]
+
+
+def test_more_than_one_env_is_refused(tmp_path):
+    """--num-envs 4 ran one iteration and stopped as "stopped", exit 0; its resume did nothing."""
+    result = run_trainer("ppo_continuous", *PENDULUM, "--num-envs", "4", "--runs-dir",
+                         str(tmp_path / "runs"), cwd=tmp_path, script="cem.py")  # fmt: skip
+    assert_usage_error(result, "--num-envs")
+    assert "1 for CEM" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_resume_of_a_checkpoint_with_several_envs_is_refused(pendulum_cem_run, tmp_path):
+    _, run_dir = pendulum_cem_run
+    data = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)
+    data["args"]["num_envs"] = 4  # what --num-envs 4 saved before it was refused
+    bad = tmp_path / "run" / "checkpoints" / "latest.pt"
+    bad.parent.mkdir(parents=True)
+    torch.save(data, bad)
+    result = run_trainer("ppo_continuous", "--resume", str(bad), "--total-timesteps", "800",
+                         cwd=tmp_path, script="cem.py")  # fmt: skip
+    assert_usage_error(result, "--num-envs")
+
+
+def test_a_resume_continues_to_the_new_total(pendulum_cem_run, tmp_path):
+    _, saved = pendulum_cem_run
+    run_dir = tmp_path / saved.name
+    shutil.copytree(saved, run_dir)
+    result = run_trainer("ppo_continuous", "--resume", str(run_dir), "--total-timesteps", "800",
+                         cwd=tmp_path, script="cem.py")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    done = json.loads((run_dir / "summary.json").read_text())
+    assert done["status"] == "finished" and done["global_step"] == 800
+    ckpt = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)
+    assert ckpt["run"]["iteration"] == 4
+
+
+@pytest.mark.parametrize(("flags", "deterministic"), [((), True), (("--no-deterministic",), False)])
+def test_evaluate_plays_a_cem_checkpoint_deterministically_by_default(
+    flags, deterministic, pendulum_cem_run, tmp_path
+):
+    """CEM's policy is the actor's mean; it was played with sampled actions unless asked."""
+    _, run_dir = pendulum_cem_run
+    result = subprocess.run(
+        [sys.executable, str(REPO / "ppo_continuous" / "evaluate.py"), str(run_dir),
+         "--episodes", "1", "--out", str(tmp_path / "eval.json"), *flags],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "eval.json").read_text())["deterministic"] is deterministic

@@ -544,6 +544,13 @@ def test_evaluate_out_a_folder_writes_eval_json_into_it(pendulum_run, tmp_path):
     assert json.loads((out / "eval.json").read_text())["episodes"] == 1
 
 
+def test_evaluate_out_a_new_folder_with_a_slash_writes_eval_json_into_it(pendulum_run, tmp_path):
+    out = tmp_path / "new" / "dir"
+    result = run_evaluate(pendulum_run, "--episodes", "1", "--out", f"{out}/", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "eval.json").read_text())["episodes"] == 1
+
+
 def test_evaluate_out_under_a_file_is_one_line_exit_2(pendulum_run, tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
@@ -603,3 +610,102 @@ def test_resume_refuses_a_flag_given_at_its_default(pendulum_run):
     with pytest.raises(SystemExit) as stop:
         load_checkpoint(pendulum_run, "ppo_continuous", args, given_flags={"num_steps"})
     assert stop.value.code == 2
+
+
+def _damage(data: dict, problem: str) -> None:
+    """One level below what ``load_checkpoint`` checks first: the args, the model, the statistics."""
+    if problem == "no_num_steps":
+        del data["args"]["num_steps"]
+    elif problem == "num_steps_text":
+        data["args"]["num_steps"] = "256"
+    elif problem == "learning_rate_text":
+        data["args"]["learning_rate"] = "fast"
+    elif problem == "missing_tensor":
+        del data["model"][next(iter(data["model"]))]
+    elif problem == "extra_tensor":
+        data["model"]["stray.weight"] = torch.zeros(3)
+    elif problem == "wrong_shape":
+        key = next(iter(data["model"]))
+        data["model"][key] = torch.zeros(7, 7)
+    elif problem == "no_normalizers":
+        data["normalizers"] = {}
+    elif problem == "negative_variance":
+        name = next(iter(data["normalizers"]))
+        data["normalizers"][name]["var"] = -torch.ones_like(data["normalizers"][name]["var"])
+    elif problem == "wrong_statistics_shape":
+        name = next(iter(data["normalizers"]))
+        data["normalizers"][name]["mean"] = torch.zeros(5)
+
+
+NESTED_DAMAGE = {
+    "no_num_steps": "lack num_steps",
+    "num_steps_text": "num_steps = '256'",
+    "learning_rate_text": "learning_rate = 'fast'",
+    "missing_tensor": "its model lacks",
+    "extra_tensor": "stray.weight",
+    "wrong_shape": "(7, 7)",
+    "no_normalizers": "no obs_rms normalisation statistics",
+    "negative_variance": "negative variance",
+    "wrong_statistics_shape": "(5,)",
+}
+
+
+@pytest.mark.parametrize("problem", list(NESTED_DAMAGE))
+def test_damage_inside_a_checkpoint_is_one_line_exit_2_on_resume(problem, pendulum_run, tmp_path):
+    """Each of these was a KeyError, RuntimeError or ValueError traceback (issue 32, case 6)."""
+    bad = tmp_path / "bad" / "checkpoints" / "latest.pt"
+    bad.parent.mkdir(parents=True)
+    data = torch.load(pendulum_run / "checkpoints" / "latest.pt", weights_only=True)
+    _damage(data, problem)
+    torch.save(data, bad)
+    before = _snapshot(tmp_path)
+    result = run_trainer("ppo_continuous", "--resume", str(bad), cwd=tmp_path, timeout=120)
+    assert_usage_error(result, "--resume")
+    assert "is damaged" in result.stderr and NESTED_DAMAGE[problem] in result.stderr
+    assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("problem", ["missing_tensor", "wrong_shape", "no_normalizers"])
+def test_evaluate_refuses_damage_inside_a_checkpoint(problem, pendulum_run, tmp_path):
+    bad = tmp_path / "bad.pt"
+    data = torch.load(pendulum_run / "checkpoints" / "latest.pt", weights_only=True)
+    _damage(data, problem)
+    torch.save(data, bad)
+    result = run_evaluate(bad, "--episodes", "1", "--out", str(tmp_path), cwd=tmp_path)
+    assert_usage_error(result, "checkpoint")
+    assert NESTED_DAMAGE[problem] in result.stderr
+    assert not (tmp_path / "eval.json").exists()
+
+
+def read_only(folder: Path, command: list[str]) -> list[str]:
+    """``command`` run where ``folder`` is read-only: a read-only bind mount in a mount namespace of
+    its own (root may write into any folder a chmod makes read-only), or a chmod for another user."""
+    mount = ["unshare", "-rm", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', str(folder)]
+    if subprocess.run([*mount, "true"], capture_output=True).returncode == 0:
+        return [*mount, *command]
+    if os.geteuid() == 0:
+        pytest.skip("no way to make a folder read-only to root here (unshare -rm is not allowed)")
+    folder.chmod(0o555)
+    return command
+
+
+def test_evaluate_checks_a_read_only_run_folder_before_playing(pendulum_run, tmp_path):
+    """It played every episode, then crashed writing eval.json (issue 32, case 7)."""
+    run = tmp_path / pendulum_run.name
+    shutil.copytree(pendulum_run, run)
+    command = [
+        sys.executable,
+        str(REPO / "ppo_continuous" / "evaluate.py"),
+        str(run),
+        "--episodes",
+        "20",
+    ]
+    try:
+        result = subprocess.run(
+            read_only(run, command), cwd=tmp_path, capture_output=True, text=True, timeout=300
+        )
+    finally:
+        run.chmod(0o755)
+    assert_usage_error(result, "--out")
+    assert str(run) in result.stderr
+    assert "over 20 episodes" not in result.stdout  # refused before playing, not after

@@ -36,3 +36,16 @@ def test_a_resumed_runs_episodes_count_once(tmp_path):
 def test_a_run_without_episodes_has_an_empty_curve(tmp_path):
     write_session(tmp_path, 1_000, [])
     assert episode_returns(tmp_path) == ([], [])
+
+
+def test_finished_run_skips_a_cut_summary_with_a_warning(tmp_path, capsys):
+    from conftest import fake_run
+    from curves import finished_run
+
+    good = fake_run(tmp_path / "runs" / "good", "Pendulum-v1", -200.0)
+    cut = fake_run(
+        tmp_path / "runs" / "cut", "Pendulum-v1", -100.0, mtime=good.stat().st_mtime + 10
+    )
+    (cut / "summary.json").write_text('{"finished": tr')
+    assert finished_run(tmp_path / "runs", "Pendulum-v1") == good
+    assert f"warning: {cut / 'summary.json'}: cannot be read" in capsys.readouterr().err

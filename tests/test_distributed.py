@@ -216,3 +216,45 @@ def test_single_process_trainers_refuse_ranks(script, tmp_path):
     done = subprocess.run([sys.executable, str(REPO / script), "--env-id", "Pendulum-v1"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert_usage_error(done, "torchrun")
+
+
+def hand_started_ranks(flags_per_rank: list[list[str]], tmp_path: Path, **env_extra: str):
+    """Ranks started by hand, as srun starts them (RANK, WORLD_SIZE, MASTER_*): their results,
+    each within two minutes (a rank still waiting then is killed, and the test fails)."""
+    port, procs = free_port(), []
+    for rank, flags in enumerate(flags_per_rank):
+        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WANDB_MODE": "offline", **env_extra}  # fmt: skip
+        procs.append(subprocess.Popen(
+            [sys.executable, str(REPO / "ppo_continuous/train.py"), *PENDULUM, *flags,
+             "--runs-dir", str(tmp_path / "runs")],
+            cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        ))  # fmt: skip
+    try:
+        outputs = [p.communicate(timeout=120) for p in procs]
+        return [
+            subprocess.CompletedProcess(p.args, p.returncode, *out)
+            for p, out in zip(procs, outputs, strict=True)
+        ]
+    finally:
+        for proc in procs:
+            proc.kill()
+
+
+def test_bad_input_on_one_rank_is_said_by_it_and_by_rank_0_and_no_rank_waits(tmp_path):
+    rank0, rank1 = hand_started_ranks([[], ["--gamma", "1.5"]], tmp_path)
+    assert (rank0.returncode, rank1.returncode) == (2, 2)
+    said = "error: --gamma: must be a number in [0, 1], got 1.5 (rank 1's input)"
+    assert rank0.stderr.strip() == said and said in rank1.stderr, (rank0.stderr, rank1.stderr)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_rank_that_never_comes_stops_the_others_after_the_join_timeout(tmp_path):
+    """Rank 1 of 2 is never started: rank 0 gives up after PPO_RANKS_JOIN_TIMEOUT_S, in one line."""
+    env = {**os.environ, "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(free_port()), "PPO_RANKS_JOIN_TIMEOUT_S": "2"}  # fmt: skip
+    done = subprocess.run([sys.executable, str(REPO / "ppo_continuous/train.py"), *PENDULUM,
+                           "--runs-dir", str(tmp_path / "runs")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert_usage_error(done, "torch.distributed: the 2 ranks did not all meet within 2 s")
+    assert not (tmp_path / "runs").exists()

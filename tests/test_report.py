@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import report
 import table1
-from conftest import REPO
+from conftest import REPO, assert_usage_error
 
 
 def rec(env_id, variant, seed, last, whole=None):
@@ -308,3 +308,126 @@ def test_table1_page_gives_gaps_to_the_best_and_the_rank_agreement():
                                "the 3 settings") for line in lines)  # fmt: skip
     (headline,) = [line for line in lines if line.startswith("**Headline (18 of 18 runs).**")]
     assert "rank 3 of 3 (paper: rank 11), -0.90 [" in headline
+
+
+def plant(folder, scores: dict[tuple[str, str], list[float]]) -> None:
+    """A record with one finished run per (env, variant) and seed, of these last-100 scores."""
+    from records import Record
+
+    record = Record(folder)
+    for (env_id, variant), per_seed in scores.items():
+        for seed, score in enumerate(per_seed, start=1):
+            record.add(
+                {"env_id": env_id, "variant": variant, "seed": seed, "status": "finished",
+                 "global_step": 10_000, "total_timesteps": 10_000, "episodes": 10,
+                 "mean_return_all_training": score, "mean_return_last_100": score,
+                 "wall_time_s": 10.0, "sps": 1000.0, "commit": "abc", "host": "test",
+                 "run_name": f"{env_id}__{variant}__{seed}__1", "runner": "single"},
+                {"steps": [10_000], "returns": [score]},
+            )  # fmt: skip
+    record.save()
+
+
+def test_table1_page_sets_the_2017_setup_beside_today_and_the_ablation_has_its_table(tmp_path):
+    """Hopper and Walker2d (random 16.7 and 1.8): today clip 0.2 is best and no clipping far
+    behind; under the 2017 setup no clipping is worse still; the ablation's one choice halves it."""
+    records = tmp_path / "records"
+    today = {("Hopper-v5", "clip_0.2"): [1016.7, 1016.7, 1016.7], ("Hopper-v5", "no_clip"): [516.7] * 3,
+             ("Walker2d-v5", "clip_0.2"): [1001.8] * 3, ("Walker2d-v5", "no_clip"): [501.8] * 3}  # fmt: skip
+    plant(records / "paper-table1", today)
+    plant(records / "paper-table1-2017", {("Hopper-v5", "clip_0.2"): [2016.7] * 3,
+                                          ("Hopper-v5", "no_clip"): [16.7] * 3})  # fmt: skip
+    plant(records / "paper-table1-ablation", {("Hopper-v5", "no_clip+no_norm_reward"): [266.7] * 3,
+                                              ("Walker2d-v5", "no_clip+no_norm_reward"): [251.8] * 3})  # fmt: skip
+    out = tmp_path / "out"
+    report.main(report.Args(record_dir=str(records), out=str(out)))
+    page = (out / "paper-table1.md").read_text()
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in page.splitlines()
+            if line.startswith("| ") and "(" in line and "runs)" in line}  # fmt: skip
+    # today: no clipping is 0.50 on both envs; 2017: its own best is clip 0.2, no clipping 0.00
+    assert rows["No clipping or penalty"][1:3] == ["-0.39", "11"]
+    assert (
+        rows["No clipping or penalty"][3] == "0.50"
+        and rows["No clipping or penalty"][5] == "2 (6 runs)"
+    )
+    assert rows["No clipping or penalty"][6] == "0.00" and rows["No clipping or penalty"][
+        8
+    ].startswith("2 (3 runs)")
+    assert rows["Clipping, epsilon = 0.2"][6] == "1.00"
+    assert "## Table 1 under today's setup and the 2017 setup" in page
+    assert "## Table 1: surrogate objectives" in page  # today's full table stays
+    ablation = (out / "paper-table1-ablation.md").read_text()
+    assert "## The ablation: one 2017 choice at a time" in ablation
+    assert "## Table 1: surrogate" not in ablation  # the ablation's own table replaces it
+    no_clip_block = ablation.split("**No clipping or penalty**")[1].split("**")[0]
+    lines = {line.split(" | ")[0][2:]: line.split(" | ") for line in no_clip_block.splitlines()
+             if line.startswith("| ")}  # fmt: skip
+    assert lines["today's setup"][1] == "0.50"  # no clipping, from paper-table1 (shared)
+    assert lines["+ no_norm_reward"][1] == "0.25" and lines["+ no_norm_reward"][3].startswith(
+        "-0.25 ["
+    )
+    assert (
+        not (out / "paper-table1-2017.md").read_text().count("2017 setup |")
+    )  # no self-comparison
+
+
+def test_mujoco_runs_without_an_episode_are_a_page_not_a_crash(tmp_path):
+    """Table 1 of runs that never ended an episode (scores null) says so instead of a ValueError."""
+    write_runs(tmp_path / "runs", [rec("Pendulum-v1", "clip_0.2", s, None) for s in (1, 2)])
+    out = tmp_path / "out"
+    result = run_report("--runs-dir", str(tmp_path / "runs"), "--out", str(out),
+                        "--random-scores", str(write_random(tmp_path)))  # fmt: skip
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert (
+        "No scores yet: none of the 2 runs has a last-100 return" in (out / "report.md").read_text()
+    )
+
+
+def test_a_corrupt_summary_is_named_in_a_warning_and_none_readable_is_an_error(tmp_path):
+    runs = tmp_path / "runs"
+    write_runs(runs, [rec("Pendulum-v1", "clip_0.2", s, -1000.0) for s in (1, 2)])
+    cut = runs / "run1" / "summary.json"
+    cut.write_text(cut.read_text()[:40])  # cut by a crash or a full disk
+    out = tmp_path / "out"
+    result = run_report("--runs-dir", str(runs), "--out", str(out),
+                        "--random-scores", str(write_random(tmp_path)))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"warning: {cut} cannot be read (JSONDecodeError" in result.stderr
+    assert "1 runs (1 finished)" in (out / "report.md").read_text()
+    (runs / "run0" / "summary.json").write_text("[]")
+    result = run_report("--runs-dir", str(runs), "--out", str(out))
+    assert_usage_error(result, "--runs-dir: none of the 2 summary.json files")
+    assert f"({runs / 'run0' / 'summary.json'} is not a JSON object; 1 more alike)" in result.stderr
+
+
+def write_record(folder):
+    """A results record of two Pendulum runs of the smoke preset, each with a curve."""
+    import records
+
+    record = records.Record(folder / "smoke")
+    for seed in (1, 2):
+        row = {**rec("Pendulum-v1", "clip_0.2", seed, -1000.0 + seed), "status": "finished"}
+        record.add(
+            row,
+            {"steps": [100 * i for i in range(1, 21)], "returns": [-1500.0 + i for i in range(20)]},
+        )
+    record.save()
+    return record.folder
+
+
+def test_a_cut_curve_line_is_named_and_the_good_lines_used(tmp_path):
+    folder = write_record(tmp_path / "records")
+    curves = folder / "curves.jsonl"
+    curves.write_text(curves.read_text()[:-30])  # the last line cut
+    out = tmp_path / "out"
+    flags = ["--record-dir", str(tmp_path / "records"), "--out", str(out),
+             "--random-scores", str(write_random(tmp_path))]  # fmt: skip
+    result = run_report(*flags)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"warning: {curves} line 2: cut or not a JSON curve (JSONDecodeError" in result.stderr
+    assert "2 runs (2 finished)" in (out / "smoke.md").read_text()
+    assert (out / "img" / "smoke" / "curve_Pendulum-v1.png").is_file()  # seed 1's curve
+    curves.unlink()
+    result = run_report(*flags)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"warning: {curves} is missing; the page has no learning curves" in result.stderr

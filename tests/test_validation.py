@@ -187,3 +187,94 @@ def test_minibatches_split_the_batch_into_equal_parts_of_two_or_more(
             UsageError, match=f"^--num-minibatches: .*= {batch} .*got {num_minibatches}$"
         ):
             check_values(args)
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+@pytest.mark.parametrize(
+    "name",
+    [
+        "x/../../escaped",  # wrote outside --runs-dir, where report.py cannot find it
+        "a\\b",
+        "two\nlines",  # was accepted, and broke the run name and every line quoting it
+        "tab\there",
+        "x" * 300,  # was an OSError traceback (a file name has at most 255 bytes)
+        "é" * 51,  # 102 bytes in UTF-8
+        "",
+    ],
+)
+def test_exp_name_must_be_one_short_printable_path_component(capsys, trainer, name, runs_dir):
+    line = refused(capsys, trainer, ["--exp-name", name], runs_dir)
+    assert line.startswith("error: --exp-name: must be a name of 1 to 100 bytes"), line
+    assert "without a path separator" in line
+    assert not any(runs_dir.iterdir())
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+@pytest.mark.parametrize("name", ["clip_0.2", "x" * 100, "é" * 50, "lr=3e-4 run"])
+def test_ordinary_exp_names_are_accepted(trainer, name, runs_dir):
+    assert accepted(trainer, ["--exp-name", name], runs_dir).exp_name == name
+
+
+def test_exp_name_is_checked_for_trpo_and_cem_too(capsys, runs_dir):
+    from ppo_continuous import cem, trpo
+
+    for module in (trpo, cem):
+        with pytest.raises(SystemExit) as stop:
+            parse_args(module.Args, module.validate, ["--env-id", "Pendulum-v1", "--exp-name", "a/b", "--runs-dir", str(runs_dir)])  # fmt: skip
+        assert stop.value.code == 2
+        assert capsys.readouterr().err.startswith("error: --exp-name: ")
+
+
+def resolved(argv: list[str], runs_dir: Path) -> continuous.Args:
+    """The continuous trainer's command line as the CLI takes it: --algorithm's values resolved."""
+    argv = ["--env-id", "Pendulum-v1", "--num-steps", "256", "--runs-dir", str(runs_dir), *argv]
+    return parse_args(continuous.Args, continuous.validate, argv, resolve=continuous.resolve)
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--algorithm", "vpg", "--update-epochs", "5"], "--update-epochs: must be 1 with --algorithm vpg"),
+        (["--algorithm", "vpg", "--num-minibatches", "4"], "--num-minibatches: must be 1 with --algorithm vpg"),
+        (["--algorithm", "vpg", "--objective", "clip"], "--objective: must be none with --algorithm vpg"),
+        (["--rmsprop-alpha", "0.9"], "--rmsprop-alpha: must be given only with --optimizer rmsprop"),
+        (["--algorithm", "a2c", "--num-steps", "1"], "--num-steps: must be large enough for a batch"),
+        (["--num-steps", "1", "--num-minibatches", "1"], "--num-steps: must be large enough for a batch"),
+    ],
+)  # fmt: skip
+def test_silent_combinations_are_refused_naming_the_flag(capsys, argv, flag, runs_dir):
+    """Each would run something other than what summary.json records, or blame a flag not given."""
+    with pytest.raises(SystemExit) as stop:
+        resolved(argv, runs_dir)
+    assert stop.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {flag}"), lines
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--algorithm", "vpg"], ["--algorithm", "vpg", "--update-epochs", "1", "--objective", "none"],
+     ["--algorithm", "a2c", "--rmsprop-alpha", "0.9"], ["--optimizer", "rmsprop", "--rmsprop-alpha", "0.9"]],
+)  # fmt: skip
+def test_consistent_combinations_are_accepted(argv, runs_dir):
+    assert resolved(argv, runs_dir).rmsprop_alpha in (0.9, 0.99)
+
+
+def test_a_huge_atari_num_envs_is_one_line(capsys, runs_dir):
+    line = refused(
+        capsys, "ppo_atari", ["--num-envs", "100000", "--total-timesteps", "10000000000"], runs_dir
+    )
+    assert line.startswith("error: --num-envs: must be at most 1024 for an Atari game"), line
+    accepted("ppo_atari", ["--num-envs", "1024", "--total-timesteps", "10000000000"], runs_dir)
+
+
+def test_an_atari_id_is_named_as_such_for_any_continuous_runner():
+    from common.validation import require_continuous_control_id
+
+    with pytest.raises(
+        UsageError, match="^--env-id: 'BreakoutNoFrameskip-v4' is an Atari game; the batched"
+    ):
+        require_continuous_control_id("BreakoutNoFrameskip-v4", runner="the batched runner")
+    with pytest.raises(UsageError, match="is not a registered gymnasium environment"):
+        require_continuous_control_id("Pendulum-v9")
+    require_continuous_control_id("Pendulum-v1")
