@@ -527,3 +527,29 @@ def test_launcher_batched_smoke_sweep_records_every_run(tmp_path):
         assert row["global_step"] == 512
     again = subprocess.run(flags, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert again.returncode == 0 and "4 in the record" in again.stdout and "0 new" in again.stdout
+
+
+def test_the_launcher_records_the_finished_runs_of_a_group_that_exits_3(tmp_path, monkeypatch):
+    """A group with a diverged run exits 3; the launcher takes each run's outcome from its own
+    summary: the finished runs are recorded as done, the diverged one as diverged, none failed."""
+    from types import SimpleNamespace
+
+    import batched_groups
+    import benchmark
+
+    def planned(seed: int, status: str):
+        return SimpleNamespace(env_id="Pendulum-v1", variant="clip_0.2", seed=seed, state="new",
+                               runs_dir=tmp_path, status=lambda: status)  # fmt: skip
+
+    runs = [planned(1, "finished"), planned(2, "diverged"), planned(3, "finished")]
+    group = batched_groups.Group("Pendulum-v1", tuple(runs), tmp_path / "group", ["true"])
+    monkeypatch.setattr(batched_groups, "make_groups", lambda *args: [group])
+    recorded = []
+    launcher = SimpleNamespace(
+        launch=None, TrainerJob=lambda command, log: None, outcome_of=benchmark.outcome_of,
+        make_executor=lambda args, log_dir: SimpleNamespace(submit=lambda job: "handle"),
+        _finished_code=lambda handle, slurm: 3, record_run=lambda record, run: recorded.append(run),
+    )  # fmt: skip
+    args = SimpleNamespace(group_size=0, workers=1, slurm_partition=None)
+    failed = batched_groups.run_batched(args, runs, tmp_path, None, launcher)
+    assert failed == 0 and recorded == runs
