@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import torch
 
+from common.objectives import adapt_kl_beta
+
 Algorithm = Literal["ppo", "a2c", "vpg"]  # the continuous trainer's
 AtariAlgorithm = Literal["ppo", "a2c"]
 OptimizerName = Literal["adam", "rmsprop"]
@@ -106,3 +108,13 @@ def make_optimizer(
     if name == "rmsprop":
         return torch.optim.RMSprop(parameters, lr=learning_rate, alpha=rmsprop_alpha, eps=eps)
     return torch.optim.Adam(parameters, lr=learning_rate, eps=eps, **adam_options)
+
+
+def adapt_to_kl(args: Any, kl_beta: float, lr: float, batch_kl: float) -> tuple[float, float]:
+    """After an update with d = KL[pi_old || pi] over the batch: the adaptive penalty's beta
+    (section 4, ``--objective adaptive_kl``) and vanilla PG's step size (``--lr-kl-target``)."""
+    if args.objective == "adaptive_kl":
+        kl_beta = adapt_kl_beta(kl_beta, batch_kl, args.kl_target)
+    if args.lr_kl_target is not None:
+        lr = adapt_step_size(lr, batch_kl, args.lr_kl_target)
+    return kl_beta, lr

@@ -1,10 +1,12 @@
 """The policy surrogates compared in the PPO paper (section 6.1, Table 1), as losses to minimise.
 
-Each returns the negated objective averaged over the minibatch, so ``loss.backward()`` ascends it.
+Each returns the negated objective averaged over the minibatch (the last axis, so a leading run
+axis gives one loss per run), so ``loss.backward()`` ascends it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -16,40 +18,56 @@ OBJECTIVES: tuple[str, ...] = ("clip", "adaptive_kl", "fixed_kl", "none")
 # --8<-- [start:unclipped_surrogate]
 def unclipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
     """Eq. 6, L^CPI = E[r_t A_t]: the conservative policy iteration surrogate, no constraint."""
-    return -(ratio * advantages).mean()
+    return -(ratio * advantages).mean(-1)
     # --8<-- [end:unclipped_surrogate]
 
 
 # --8<-- [start:clipped_surrogate]
 def clipped_surrogate(
-    ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float
+    ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float | torch.Tensor
 ) -> torch.Tensor:
     """Eq. 7, L^CLIP = E[min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)] with eps = ``clip_coef``."""
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef) * advantages
-    return -torch.min(unclipped, clipped).mean()
+    return -torch.min(unclipped, clipped).mean(-1)
     # --8<-- [end:clipped_surrogate]
 
 
 # --8<-- [start:kl_penalty_surrogate]
 def kl_penalty_surrogate(
-    ratio: torch.Tensor, advantages: torch.Tensor, kl: torch.Tensor, kl_beta: float
+    ratio: torch.Tensor, advantages: torch.Tensor, kl: torch.Tensor, kl_beta: float | torch.Tensor
 ) -> torch.Tensor:
     """Eq. 8, L^KLPEN = E[r_t A_t - beta KL[pi_old(.|s_t), pi(.|s_t)]]."""
-    return -(ratio * advantages - kl_beta * kl).mean()
+    return -(ratio * advantages - kl_beta * kl).mean(-1)
     # --8<-- [end:kl_penalty_surrogate]
+
+
+class PerRun:
+    """One objective per run, for tensors with a leading run axis (the batched runner's group)."""
+
+    def __init__(self, objectives: Sequence[Objective]) -> None:
+        self.objectives = tuple(objectives)
+        self.distinct = tuple(sorted(set(objectives)))
+        self.index = torch.tensor([self.distinct.index(o) for o in objectives])
+
+    def select(self, losses: list[torch.Tensor]) -> torch.Tensor:
+        """Run r's entry of the loss of its own objective; ``losses`` follow ``distinct``."""
+        return torch.stack(losses).gather(0, self.index.unsqueeze(0)).squeeze(0)
 
 
 # --8<-- [start:policy_loss]
 def policy_loss(
-    objective: Objective,
+    objective: Objective | PerRun,
     ratio: torch.Tensor,
     advantages: torch.Tensor,
     kl: torch.Tensor,
-    clip_coef: float,
-    kl_beta: float,
+    clip_coef: float | torch.Tensor,
+    kl_beta: float | torch.Tensor,
 ) -> torch.Tensor:
     """The surrogate chosen by ``--objective``: clip (eq. 7), fixed_kl or adaptive_kl (eq. 8), none (eq. 6)."""
+    if isinstance(objective, PerRun):  # each objective for every run, then each run's own
+        args = ratio, advantages, kl, clip_coef, kl_beta
+        return objective.select([policy_loss(o, *args) for o in objective.distinct])
     if objective == "clip":
         return clipped_surrogate(ratio, advantages, clip_coef)
     if objective in ("fixed_kl", "adaptive_kl"):

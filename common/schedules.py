@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 # --8<-- [start:linear_anneal]
 def linear_anneal(
@@ -27,3 +29,12 @@ def anneal_fraction(
     """
     k, alpha_k = anchor
     return alpha_k * (num_iterations + 1.0 - iteration) / (num_iterations + 1.0 - k)
+
+
+def anneal_learning_rate(
+    optimizer: Any, args: Any, iteration: int, num_iterations: int, anchor=(1, 1.0)
+) -> None:
+    """With ``--anneal-lr``, this iteration's step size, ``linear_anneal`` of ``--learning-rate``."""
+    if args.anneal_lr:
+        lr = linear_anneal(args.learning_rate, iteration, num_iterations, anchor)
+        optimizer.param_groups[0]["lr"] = lr

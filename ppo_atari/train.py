@@ -39,6 +39,7 @@ from common.gae import advantages_and_returns
 from common.losses import (
     LossConfig,
     LossLog,
+    NewPolicy,
     OldPolicy,
     explained_variance,
     minibatches,
@@ -286,10 +287,10 @@ def train(args: Args, run: Run, envs, agent: Agent, optimizer: torch.optim.Optim
             # per minibatch (all ranks'), as ppo2 and CleanRL (the paper is silent)
             if args.norm_adv:
                 mb_advantages = normalize_advantages(mb_advantages, world=run.world)
+            new = NewPolicy(categorical_log_prob(new_logits, b_actions[mb]),
+                            categorical_entropy(new_logits), new_values)  # fmt: skip
             loss, mb_stats = ppo_loss(
-                loss_config, old[mb], mb_advantages,
-                categorical_log_prob(new_logits, b_actions[mb]), new_values,
-                categorical_entropy(new_logits), categorical_kl(b_logits[mb], new_logits),
+                loss_config, old[mb], new, mb_advantages, categorical_kl(b_logits[mb], new_logits),
                 clip_coef=clip_coef, kl_beta=state.kl_beta,
             )  # fmt: skip
             # backward, the mean gradient over the ranks, clip its norm, Adam; Diverged (and no

@@ -10,32 +10,38 @@ Here R runs share one process: every env step runs one forward pass for all R po
 minibatch one forward, one backward and one Adam step for all R networks, so that overhead is paid
 once per group instead of once per run.
 
-Learning per step is the single trainer's (``ppo_continuous/train.py``, the readable reference):
+Every step of learning is the single trainer's own function (``ppo_continuous/train.py``, the
+readable reference), called with the run axis as a batch dimension; none is written twice:
 
-- each run has its own env and env seed, and its observations and rewards are normalised and
-  clipped exactly as the trainer's wrapper stack does it (``run_envs.RunEnvs`` computes those
-  wrappers for all runs at once, number for number the same); it starts from the weights the
-  trainer would build for its seed;
+- the rollout is ``train.Rollout.collect`` (run r in env r of ``run_envs.RunEnvs``, which computes
+  the trainer's wrapper stack for all runs at once, number for number the same); the batch, the
+  old policy and GAE are ``train.batch_of``; the K epochs of minibatches are ``train.update`` with
+  ``train.minibatch_loss`` and ``common.losses.ppo_loss`` (every mean is over the sample axis, so
+  each run gets its own eq. 9, each with its own objective through ``common.objectives.PerRun``);
+  the step size, the adaptive beta and the logged metrics are ``common``'s functions the trainer
+  calls; ``tests/test_batched.py`` checks the group against ``train.train`` run by run;
 - the networks are the trainer's ``Agent``, R of them, with their parameters stacked on a leading
-  run axis and evaluated with ``torch.baddbmm``: run r only ever sees its own slice;
-- each run draws its own minibatch permutation per epoch; the loss is the sum over runs of each
-  run's eq. 9 loss, so the gradient of run r's slice is exactly run r's gradient;
-- the objective of each run is set by two coefficients: eq. 7's epsilon (infinite for the other
-  objectives, which leaves exactly r_t A_t, eq. 6) and eq. 8's beta (0 for clip and none);
-- one Adam over the stacked parameters is R independent Adams, because Adam is elementwise and all
-  runs share the learning-rate schedule; the gradient norm is clipped per run over its own slices;
-- the adaptive-KL beta is updated per run by ``common.objectives.adapt_kl_beta``.
+  run axis and evaluated with ``torch.baddbmm`` (faster here than ``torch.func.vmap`` over
+  ``functional_call``, with the same outputs): run r only ever sees its own slice; each starts
+  from the weights the trainer builds for its seed;
+- what a group needs beyond the trainer: ``GroupStep`` (the loss of each run summed, so the
+  gradient of run r's slice is run r's; each run's gradient norm clipped; one Adam over the
+  stacked parameters, which is R independent Adams as Adam is elementwise) and one minibatch
+  order per run per epoch.
 
 What differs: the action noise and the minibatch permutations come from one torch generator for
 the whole group (seeded with the first run's seed), so a run's exact trajectory depends on its
 group; its statistics do not. A run whose loss or gradient norm goes non-finite is frozen (no
-further update reaches its weights) and written as ``diverged`` while the others go on.
+further update reaches its weights) and written as ``diverged`` while the others go on; the
+group then exits 3, as the trainer does.
 
 Each run writes its own ``<runs-dir>/<env>__<exp_name>__<seed>__<time>/`` (TensorBoard events and
 a ``summary.json`` as the trainer writes them, plus ``"runner": "batched"``), so the sweep's record
 and reports read it unchanged. The group's checkpoint (all runs' weights, Adam state, normalisers,
 betas, episode logs, RNG states) goes to ``<group-dir>/checkpoints/latest.pt``; SIGTERM and Ctrl-C
-finish the iteration, save and exit 0, and ``--resume <group-dir>`` continues.
+finish the iteration, save and exit 0, and ``--resume <group-dir>`` continues (a flag given with a
+value other than the saved one is refused). Each run's own ``checkpoints/latest.pt`` holds its
+network and normalisers, so ``python ppo_continuous/evaluate.py <run folder>`` plays it.
 
 Measured (2-core AMD EPYC VM, Hopper-v5, background sweep paused, other engineers' jobs still
 running): Table 1's 11 settings as one group ran at 2,254 aggregate SPS against the single
@@ -49,36 +55,51 @@ the update about 2. Learning at equal steps matches separate runs (InvertedPendu
 from __future__ import annotations
 
 import io
-import math
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Collection
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
-from torch.func import vmap
 
+from common.algorithms import adapt_to_kl, make_optimizer
+from common.checkpoint import FORMAT_VERSION as CHECKPOINT_FORMAT
 from common.checkpoint import StopRequest, rng_state, set_rng_state
-from common.cli import UsageError, default_run_name, exit_usage, parse_args, require_registered_env
-from common.distributions import gaussian_entropy, gaussian_kl, gaussian_log_prob
+from common.cli import (
+    UsageError,
+    default_run_name,
+    exit_usage,
+    flag,
+    flags_on_command_line,
+    parse_args,
+    require_choice,
+)
+from common.divergence import EXIT_DIVERGED
 from common.episodes import EpisodeLog, run_summary
 from common.files import atomic_write_bytes, atomic_write_json
-from common.gae import advantages_and_returns
-from common.losses import combined_loss, explained_variance, normalize_advantages, value_loss
-from common.objectives import OBJECTIVES, Objective, adapt_kl_beta, clipped_surrogate
+from common.losses import LossConfig, NewPolicy, gaussian_policy, iteration_metrics
+from common.objectives import OBJECTIVES, Objective, PerRun
 from common.runtime import code_version, host_description, route_mujoco_warnings
-from common.schedules import linear_anneal
+from common.schedules import anneal_learning_rate
 from common.tracking import Progress, Tracker
-from common.validation import make_env_or_usage_error
+from common.validation import (
+    check_values,
+    make_env_or_usage_error,
+    require_continuous_control_id,
+    require_writable_dir,
+)
 from ppo_continuous import train
 from ppo_continuous.run_envs import RunEnvs
 
 TRAINER = "ppo_continuous.batched"
+RUN_TRAINER = "ppo_continuous.batched_run"  # a run's own checkpoint, for evaluate.py
 FORMAT_VERSION = 1
 # Per-run settings: one value per run, or one value for all runs.
 PER_RUN = ("exp_names", "seeds", "objectives", "clip_coefs", "kl_betas", "kl_targets")
@@ -133,7 +154,9 @@ class Args:
     update_epochs: int = 10
     """epochs K over each batch"""
     norm_adv: bool = True
-    """normalise advantages within each minibatch"""
+    """standardise advantages (zero mean, unit std) before the surrogate uses them"""
+    adv_norm_scope: Literal["minibatch", "batch"] = "minibatch"
+    """where --norm-adv standardises: within each minibatch or over each run's whole batch"""
     clip_vloss: bool = True
     """clip the value loss around the rollout's values, as ppo2 does (Table 1: --no-clip-vloss)"""
     ent_coef: float = 0.0
@@ -141,7 +164,15 @@ class Args:
     vf_coef: float = 0.5
     """value-function coefficient c1"""
     max_grad_norm: float = 0.5
-    """gradient-norm clip, per run"""
+    """gradient-norm clip, per run; 0 turns it off"""
+    optimizer_eps: float = 1e-5
+    """Adam's epsilon"""
+    norm_reward: bool = True
+    """scale rewards by a running std of the discounted return, clipped to +-10"""
+    obs_clip: float = 10.0
+    """clip normalised observations to +-this"""
+    init: Literal["orthogonal", "normc"] = "orthogonal"
+    """weight initialisation: orthogonal (ppo2, CleanRL) or normc (the 2017 code)"""
 
     @property
     def num_runs(self) -> int:
@@ -168,7 +199,8 @@ TRAINER_FIELDS = frozenset(f.name for f in fields(train.Args)) - {"save_every", 
 
 
 def validate(args: Args) -> None:
-    """Refuse bad input before any work starts (one line, exit code 2)."""
+    """Refuse bad input before any work starts (one line, exit code 2): each run's settings go
+    through the trainer's own checks (``common.validation``), with the same messages."""
     if args.resume:
         if args.group_dir is not None and Path(args.group_dir) != Path(args.resume):
             raise UsageError("--group-dir", "a resumed group goes on in the folder it resumes")
@@ -177,25 +209,24 @@ def validate(args: Args) -> None:
     for name, length in lengths.items():
         if length not in (1, args.num_runs):
             raise UsageError(
-                f"--{name.replace('_', '-')}",
+                flag(name),
                 f"give one value per run or one for all; got {length} values for {args.num_runs} runs",
             )
     for objective in args.objectives:
-        if objective not in OBJECTIVES:
-            raise UsageError("--objectives", f"unknown objective {objective!r}")
+        require_choice("objectives", objective, OBJECTIVES)
     names = list(zip(args.per_run("exp_names"), args.per_run("seeds"), strict=True))
     if len(set(names)) != len(names):
         raise UsageError("--exp-names", "two runs have the same exp name and seed")
-    positive = {"total_timesteps": args.total_timesteps, "num_steps": args.num_steps,
-                "num_minibatches": args.num_minibatches, "update_epochs": args.update_epochs,
-                "learning_rate": args.learning_rate, "torch_threads": args.torch_threads}  # fmt: skip
-    for name, value in positive.items():
-        if value <= 0:
-            raise UsageError(f"--{name.replace('_', '-')}", f"must be positive, got {value}")
-    if args.num_steps % args.num_minibatches or args.num_steps // args.num_minibatches < 2:
-        raise UsageError("--num-minibatches", f"must divide --num-steps {args.num_steps} into "
-                         "minibatches of 2 or more samples")  # fmt: skip
-    require_registered_env(args.env_id)
+    for run in run_args(args):
+        try:
+            check_values(replace(run, save_every=args.save_every))
+        except UsageError as err:  # a per-run flag is named as this runner spells it
+            name, message = str(err).split(": ", 1)
+            raise UsageError(PLURAL.get(name, name), message) from None
+    require_writable_dir(args.runs_dir, "--runs-dir")
+    if args.group_dir is not None:
+        require_writable_dir(args.group_dir, "--group-dir")
+    require_continuous_control_id(args.env_id, runner="the batched runner")
     route_mujoco_warnings()
     probe = make_env_or_usage_error(args.env_id)
     is_box = isinstance(probe.action_space, gym.spaces.Box)
@@ -203,6 +234,9 @@ def validate(args: Args) -> None:
     if not is_box:
         raise UsageError("--env-id", f"{args.env_id!r} has no Box (continuous) action space")
 
+
+# The trainer's flag -> this runner's per-run flag.
+PLURAL = {flag(f"{name[:-1]}"): flag(name) for name in PER_RUN}
 
 # ---------------------------------------------------------------------------------------------
 # The network: R copies of the trainer's Agent with stacked parameters.
@@ -254,20 +288,21 @@ class BatchedAgent(nn.Module):
         return x
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        """V(s) per run: obs (R, B, obs_dim) -> (R, B)."""
+        """V(s) per run: obs (R, B, obs_dim) -> (R, B), or one observation per run (R, obs_dim) -> (R,)."""
+        if obs.dim() == 2:
+            return self.value(obs.unsqueeze(1)).squeeze(1)
         return self._mlp(obs, self.critic_weights, self.critic_biases).squeeze(-1)
 
-    def act(self, obs: torch.Tensor) -> torch.Tensor:
-        """One sampled action a ~ N(mu(s), sigma) per run: obs (R, obs_dim) -> (R, act_dim)."""
+    def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One action a ~ N(mu(s), sigma) per run, and mu(s): obs (R, obs_dim) -> (R, act_dim)."""
         mean = self._mlp(obs.unsqueeze(1), self.actor_weights, self.actor_biases).squeeze(1)
-        return mean + self.actor_log_std.exp() * torch.randn_like(mean)
+        return mean + self.actor_log_std.exp() * torch.randn_like(mean), mean
 
-    def evaluate(self, obs: torch.Tensor, actions: torch.Tensor):
-        """log pi(a|s), entropy, V(s), mean and log_std for (R, B, ...) batches, as ``Agent.evaluate``."""
+    def evaluate(self, obs: torch.Tensor, actions: torch.Tensor) -> NewPolicy:
+        """``Agent.evaluate`` for (R, B, ...) batches: each run's outputs on its own samples."""
         mean = self._mlp(obs, self.actor_weights, self.actor_biases)
         log_std = self.actor_log_std.unsqueeze(1).expand_as(mean)
-        log_prob = gaussian_log_prob(actions, mean, log_std)
-        return log_prob, gaussian_entropy(log_std), self.value(obs), mean, log_std
+        return gaussian_policy(actions, mean, log_std, self.value(obs))
 
     def agent(self, r: int) -> train.Agent:
         """Run r's network as a plain ``train.Agent`` (e.g. to save it in the trainer's format)."""
@@ -285,109 +320,109 @@ class BatchedAgent(nn.Module):
         return agent
 
 
-def initial_agents(seeds: list[int], obs_dim: int, act_dim: int) -> list[train.Agent]:
+def initial_agents(
+    seeds: list[int], obs_dim: int, act_dim: int, init: str = "orthogonal"
+) -> list[train.Agent]:
     """Each run's initial network, exactly as the single trainer builds it for its seed."""
     agents = []
     for seed in seeds:
         torch.manual_seed(seed)  # what seed_everything does before the trainer builds its Agent
-        agents.append(train.Agent(obs_dim, act_dim))
+        agents.append(train.Agent(obs_dim, act_dim, init))
     return agents
 
 
 # ---------------------------------------------------------------------------------------------
-# The loss and the update.
+# The trainer's steps with the run axis: its rollout, batch, update and KL rules.
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Coefficients:
-    """Each run's objective as numbers, shape (R,): see ``coefficients``."""
+class GroupRollout(train.Rollout):
+    """The trainer's rollout with run r in env r (its (T, R, ...) buffers), whose batches are
+    run-major, (R, T, ...), and whose finished episodes go to their runs."""
 
-    policy_clip: torch.Tensor
-    """eq. 7's epsilon; inf for the objectives without clipping (then the surrogate is r_t A_t)"""
-    value_clip: torch.Tensor
-    """the value clipping range (the run's --clip-coef, used with --clip-vloss)"""
-    kl_beta: torch.Tensor
-    """eq. 8's beta; 0 for clip and none"""
+    def __init__(self, args: train.Args, envs: RunEnvs, runs: list[GroupRun]) -> None:
+        super().__init__(args, envs, torch.device("cpu"))
+        self.runs = runs
+        self.learning = torch.ones(len(runs), dtype=torch.bool)  # runs whose episodes count
+        # What ``collect`` counts its steps on: this iteration's steps of each run.
+        self.clock = SimpleNamespace(state=SimpleNamespace(global_step=0), total_envs=1)
 
+    def collect_steps(self, agent: BatchedAgent, next_obs: torch.Tensor) -> torch.Tensor:
+        self.clock.state.global_step = 0
+        return self.collect(agent, next_obs, self.clock)
 
-def coefficients(runs: list[train.Args], kl_betas: list[float]) -> Coefficients:
-    """Per-run (epsilon, value clip, beta) that turn one formula into each run's surrogate.
+    def log_episodes(self, run: SimpleNamespace, final_info: dict) -> None:
+        episode = final_info["episode"]
+        for i in np.flatnonzero(final_info["_episode"]):
+            if self.learning[i]:
+                group_run = self.runs[i]
+                step = group_run.global_step + run.state.global_step
+                group_run.log_episode(float(episode["r"][i]), int(episode["l"][i]), step)
 
-    ``kl_betas`` are the runs' current betas (the adaptive ones change every iteration).
-    """
-    inf = math.inf
-    return Coefficients(
-        policy_clip=torch.tensor([r.clip_coef if r.objective == "clip" else inf for r in runs]),
-        value_clip=torch.tensor([r.clip_coef for r in runs]),
-        kl_beta=torch.tensor(
-            [b if r.objective in ("fixed_kl", "adaptive_kl") else 0.0 for r, b in zip(runs, kl_betas, strict=True)]
-        ),
-    )  # fmt: skip
+    def flatten(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(0, 1)
 
-
-def run_loss(
-    new_log_prob: torch.Tensor,
-    entropy: torch.Tensor,
-    new_values: torch.Tensor,
-    kl: torch.Tensor,
-    old_log_prob: torch.Tensor,
-    old_values: torch.Tensor,
-    advantages: torch.Tensor,
-    returns: torch.Tensor,
-    policy_clip: torch.Tensor,
-    value_clip: torch.Tensor,
-    kl_beta: torch.Tensor,
-    *,
-    vf_coef: float,
-    ent_coef: float,
-    clip_vloss: bool,
-    norm_adv: bool,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Eq. 9 for one run's minibatch, as ``common.losses.ppo_loss`` with the objective as numbers.
-
-    The policy term is L^CLIP (eq. 7) minus beta E[KL] (eq. 8): with epsilon = inf the clipped
-    term is exactly r_t A_t (eq. 6), and beta = 0 drops the penalty. Called through ``vmap`` over
-    the run axis, so every mean (advantage normalisation included) is over one run's samples.
-    """
-    log_ratio = new_log_prob - old_log_prob
-    ratio = log_ratio.exp()
-    if norm_adv:
-        advantages = normalize_advantages(advantages)
-    pg_loss = clipped_surrogate(ratio, advantages, policy_clip) + kl_beta * kl.mean()
-    v_loss = value_loss(new_values, old_values, returns, value_clip, clip_vloss)
-    return combined_loss(
-        pg_loss, v_loss, entropy, vf_coef, ent_coef, kl, log_ratio, ratio, value_clip
-    )
+    def unflatten(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(0, 1)
 
 
-@dataclass
-class Batch:
-    """One rollout of every run, run-major: (R, T, ...) tensors."""
+def group_args(runs: list[train.Args]) -> tuple[train.Args, LossConfig]:
+    """The trainer's ``Args`` and ``LossConfig`` for the whole group, as ``train.update`` and
+    ``train.Rollout`` read them: the shared flags, one env per run, each run's clip range and
+    objective on the run axis."""
+    clip_coefs = torch.tensor([[r.clip_coef] for r in runs])
+    args = replace(runs[0], num_envs=len(runs), clip_coef=clip_coefs)
+    objectives = PerRun([r.objective for r in runs])
+    return args, LossConfig(objectives, args.vf_coef, args.ent_coef, args.clip_vloss)
 
-    obs: torch.Tensor
-    actions: torch.Tensor
-    log_probs: torch.Tensor
-    values: torch.Tensor
-    means: torch.Tensor
-    log_stds: torch.Tensor
-    advantages: torch.Tensor
-    returns: torch.Tensor
 
-    def minibatch(self, index: torch.Tensor) -> Batch:
-        """Each run's own samples: ``index`` is (R, M), row r indexing run r's batch."""
-        rows = torch.arange(index.shape[0]).unsqueeze(1)
-        return Batch(*(getattr(self, f.name)[rows, index] for f in fields(Batch)))
+def kl_betas(runs: list[GroupRun]) -> torch.Tensor:
+    """Each run's current beta, (R, 1), for the loss."""
+    return torch.tensor([[r.kl_beta] for r in runs])
+
+
+def random_orders(num_runs: int) -> Callable[[int], torch.Tensor]:
+    """An epoch's sample order per run, (R, T): each run its own permutation."""
+    return lambda size: torch.rand(num_runs, size).argsort(dim=-1)
 
 
 def clip_grad_norms(parameters: list[nn.Parameter], max_norm: float) -> torch.Tensor:
-    """Per run, ``torch.nn.utils.clip_grad_norm_`` over that run's slices; returns the norms (R,)."""
+    """Per run, ``torch.nn.utils.clip_grad_norm_`` over that run's slices (``max_norm`` 0: none,
+    as ``common.divergence.clip_gradients``); returns the norms (R,)."""
     grads = [p.grad for p in parameters]
     norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads], dim=1).norm(dim=1)
+    if max_norm <= 0:
+        return norms
     scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)  # clip_grad_norm_'s formula
     for g in grads:
         g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
     return norms
+
+
+class GroupStep:
+    """``common.divergence.gradient_step`` for R runs: the sum of the runs' losses backward (each
+    depends on its own slices only, so the gradient of run r's slice is run r's), each run's
+    gradient norm clipped, one Adam step. A run whose loss or gradient norm is not finite is
+    frozen (cleared in ``active``) before the step, while the others go on."""
+
+    def __init__(self, active: torch.Tensor) -> None:
+        self.active = active
+        self.newly_frozen = torch.zeros_like(active)
+
+    def __call__(self, optimizer, loss, parameters, max_grad_norm, step, world=None) -> None:
+        active = self.active
+        optimizer.zero_grad(set_to_none=True)
+        torch.where(active, loss, 0.0).sum().backward()
+        norms = clip_grad_norms(parameters, max_grad_norm)
+        bad = active & ~(torch.isfinite(loss.detach()) & torch.isfinite(norms))
+        if bad.any():  # one host sync per minibatch, as the trainer's divergence check
+            active &= ~bad
+            self.newly_frozen |= bad
+            freeze(optimizer, parameters, bad)
+        if not active.all():
+            for p in parameters:  # frozen runs get no gradient (and so no Adam step)
+                p.grad.masked_fill_(~active.view(-1, *([1] * (p.dim() - 1))), 0.0)
+        optimizer.step()
 
 
 def freeze(optimizer: torch.optim.Adam, parameters: list[nn.Parameter], runs: torch.Tensor) -> None:
@@ -402,79 +437,8 @@ def freeze(optimizer: torch.optim.Adam, parameters: list[nn.Parameter], runs: to
                 state[key][runs] = 0.0
 
 
-def update(
-    agent: BatchedAgent,
-    optimizer: torch.optim.Adam,
-    batch: Batch,
-    coefs: Coefficients,
-    permutations: torch.Tensor,
-    active: torch.Tensor,
-    *,
-    num_minibatches: int,
-    vf_coef: float,
-    ent_coef: float,
-    clip_vloss: bool,
-    norm_adv: bool,
-    max_grad_norm: float,
-) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """K epochs of minibatch Adam on eq. 9 for all runs at once (Algorithm 1's optimisation step).
-
-    ``permutations`` (K, R, T) holds each run's sample order for each epoch. ``active`` (R,) marks
-    the runs still learning; a run whose loss or gradient norm is not finite is frozen before the
-    step (cleared in ``active``, in place). Returns each statistic's mean per run, (R,), and the
-    mask of runs frozen in this update.
-    """
-    parameters = list(agent.parameters())
-    loss_fn = vmap(
-        lambda *xs: run_loss(*xs, vf_coef=vf_coef, ent_coef=ent_coef, clip_vloss=clip_vloss,
-                             norm_adv=norm_adv)
-    )  # fmt: skip
-    newly_frozen = torch.zeros_like(active)
-    stats = []
-    for epoch_order in permutations:
-        for index in epoch_order.split(epoch_order.shape[1] // num_minibatches, dim=1):
-            mb = batch.minibatch(index)
-            new_log_prob, entropy, new_values, mean, log_std = agent.evaluate(mb.obs, mb.actions)
-            kl = gaussian_kl(mb.means, mb.log_stds, mean, log_std)
-            losses, mb_stats = loss_fn(
-                new_log_prob, entropy, new_values, kl, mb.log_probs, mb.values, mb.advantages,
-                mb.returns, coefs.policy_clip, coefs.value_clip, coefs.kl_beta,
-            )  # fmt: skip
-            optimizer.zero_grad(set_to_none=True)
-            # Each run's loss depends on its own slices only, so the sum's gradient is per run.
-            torch.where(active, losses, 0.0).sum().backward()
-            norms = clip_grad_norms(parameters, max_grad_norm)
-            bad = active & ~(torch.isfinite(losses.detach()) & torch.isfinite(norms))
-            if bad.any():  # one host sync per minibatch, as the trainer's divergence check
-                active &= ~bad
-                newly_frozen |= bad
-                freeze(optimizer, parameters, bad)
-            if not active.all():
-                for p in parameters:  # frozen runs get no gradient (and so no Adam step)
-                    p.grad.masked_fill_(~active.view(-1, *([1] * (p.dim() - 1))), 0.0)
-            optimizer.step()
-            stats.append(mb_stats)
-    means = {k: torch.stack([s[k] for s in stats]).mean(0) for k in stats[0]}
-    return means, newly_frozen
-
-
-def random_permutations(epochs: int, num_runs: int, batch_size: int) -> torch.Tensor:
-    """(K, R, T): an independent random order of each run's T samples for each epoch."""
-    return torch.rand(epochs, num_runs, batch_size).argsort(dim=-1)
-
-
-def adapt_kl_betas(
-    runs: list[train.Args], betas: list[float], batch_kl: list[float]
-) -> list[float]:
-    """Section 4's rule (``adapt_kl_beta``) for each adaptive-KL run; other betas unchanged."""
-    return [
-        adapt_kl_beta(beta, kl, run.kl_target) if run.objective == "adaptive_kl" else beta
-        for run, beta, kl in zip(runs, betas, batch_kl, strict=True)
-    ]
-
-
 # ---------------------------------------------------------------------------------------------
-# Bookkeeping: per-run state, the group checkpoint, stop requests.
+# Bookkeeping: per-run state, the group checkpoint, each run's playable checkpoint.
 # ---------------------------------------------------------------------------------------------
 
 
@@ -492,6 +456,12 @@ class GroupRun:
     wall_time: float | None = None  # the group's wall time when it diverged
     tracker: Tracker | None = None
 
+    def log_episode(self, episode_return: float, length: int, step: int) -> None:
+        self.episodes.add(episode_return, length)
+        self.tracker.log(
+            {"charts/episodic_return": episode_return, "charts/episodic_length": length}, step
+        )
+
     def summary(self, total_timesteps: int, wall_time: float) -> dict[str, Any]:
         """``common.episodes.run_summary`` with what ``Saver.write_summary`` adds, and the runner."""
         wall = self.wall_time if self.wall_time is not None else wall_time
@@ -508,7 +478,8 @@ def save_group(
     group_dir: Path, args: Args, runs: list[GroupRun], agent: BatchedAgent, optimizer, iteration: int,
     wall_time: float, active: torch.Tensor, envs: RunEnvs,
 ) -> None:  # fmt: skip
-    """The whole group's state in one file, written atomically (``latest.pt``)."""
+    """The whole group's state in one file, written atomically (``latest.pt``), and each run's
+    network and normalisers in its own folder, for ``evaluate.py``."""
     data = {
         "format_version": FORMAT_VERSION,
         "trainer": TRAINER,
@@ -527,9 +498,44 @@ def save_group(
         "normalizers": _map(torch.as_tensor, envs.state_dict()),  # tensors load weights_only
         "rng": rng_state(),
     }  # fmt: skip
+    atomic_write_bytes(group_dir / "checkpoints" / "latest.pt", _bytes(data))
+    for r, run in enumerate(runs):
+        if run.diverged_at_step is None or not (run.dir / "checkpoints" / "latest.pt").is_file():
+            playable = run_checkpoint(run, r, agent, envs, iteration, wall_time)
+            atomic_write_bytes(run.dir / "checkpoints" / "latest.pt", _bytes(playable))
+
+
+def run_checkpoint(
+    run: GroupRun, r: int, agent: BatchedAgent, envs: RunEnvs, iteration: int, wall_time: float
+) -> dict[str, Any]:
+    """Run r as the single trainer's checkpoint format, for ``evaluate.py`` (``train.py
+    --resume`` refuses it: its Adam state lives in the group's checkpoint)."""
+    stats = envs.state_dict()
+    normalizers = {
+        f"{kind}_0": {"mean": torch.as_tensor(stats[kind]["mean"][r]),
+                      "var": torch.as_tensor(stats[kind]["var"][r]),
+                      "count": float(stats[kind]["count"][r])}
+        for kind in ("obs_rms", "return_rms")
+        if kind in stats
+    }  # fmt: skip
+    return {
+        "format_version": CHECKPOINT_FORMAT,
+        "trainer": RUN_TRAINER,
+        "run_name": run.name,
+        "args": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(run.args).items()},
+        "model": agent.agent(r).state_dict(),
+        "optimizer": {},
+        "run": {"global_step": run.global_step, "iteration": iteration, "wall_time": wall_time,
+                "kl_beta": run.kl_beta, "wandb_run_id": None, "episodes": run.episodes.state_dict()},
+        "normalizers": normalizers,
+        "rng": {},
+    }  # fmt: skip
+
+
+def _bytes(data: dict[str, Any]) -> bytes:
     buffer = io.BytesIO()
     torch.save(data, buffer)
-    atomic_write_bytes(group_dir / "checkpoints" / "latest.pt", buffer.getvalue())
+    return buffer.getvalue()
 
 
 def load_group(group_dir: str | Path) -> dict[str, Any]:
@@ -537,7 +543,10 @@ def load_group(group_dir: str | Path) -> dict[str, Any]:
     file = Path(group_dir) / "checkpoints" / "latest.pt"
     if not file.is_file():
         exit_usage(f"--resume: no group checkpoint at {file}")
-    data = torch.load(file, map_location="cpu", weights_only=True)
+    try:
+        data = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same one-line answer
+        exit_usage(f"--resume: {file} is not a readable checkpoint ({type(err).__name__})")
     if not isinstance(data, dict) or data.get("trainer") != TRAINER:
         exit_usage(f"--resume: {file} is not a checkpoint of {TRAINER}")
     if data.get("format_version") != FORMAT_VERSION:
@@ -553,16 +562,19 @@ def _map(fn: Any, tree: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# The loop: Algorithm 1 for all runs at once.
+# The loop: Algorithm 1 for all runs at once, step by step the trainer's (train.train).
 # ---------------------------------------------------------------------------------------------
 
 
-def main(args: Args) -> None:
+def main(args: Args, given_flags: Collection[str] = ()) -> None:
     saved = load_group(args.resume) if args.resume else None
     if saved is not None:
-        resume_from = args.resume
-        args = Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["args"].items()})
-        args.resume = resume_from
+        saved_args = Args(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in saved["args"].items()}
+        )
+        refuse_changed_flags(args, saved_args, given_flags)
+        saved_args.resume = args.resume
+        args = saved_args
     runs_args = run_args(args)
     num_runs = len(runs_args)
     torch.set_num_threads(args.torch_threads)
@@ -572,20 +584,20 @@ def main(args: Args) -> None:
     )  # fmt: skip
 
     # Each run's env: the trainer's wrapper stack, one env per run, stepped together.
-    envs = RunEnvs(args.env_id, num_runs, args.gamma)
-    obs_dim, act_dim = int(np.prod(envs.obs_shape)), int(np.prod(envs.action_shape))
-    agent = BatchedAgent(initial_agents([r.seed for r in runs_args], obs_dim, act_dim))
-    parameters = list(agent.parameters())
-    optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, eps=1e-5, fused=True)
+    envs = RunEnvs(args.env_id, num_runs, args.gamma, args.obs_clip, args.norm_reward)
+    seeds = [r.seed for r in runs_args]
+    agent = BatchedAgent(initial_agents(seeds, *train.env_dims(envs), args.init))
+    first = runs_args[0]  # the shared flags are every run's
+    optimizer = make_optimizer(
+        first.optimizer, agent.parameters(), first.learning_rate, first.rmsprop_alpha,
+        eps=first.optimizer_eps, fused=True,
+    )  # fmt: skip
     # Action noise and minibatch orders: one generator for the group, seeded by the first run.
     random.seed(runs_args[0].seed)
     np.random.seed(runs_args[0].seed)
     torch.manual_seed(runs_args[0].seed)
 
-    batch_size = args.num_steps
-    minibatch_count = args.num_minibatches
-    num_iterations = max(1, args.total_timesteps // batch_size)
-    total_timesteps = num_iterations * batch_size
+    num_iterations = max(1, args.total_timesteps // args.num_steps)
     start_iteration, wall_before = 0, 0.0
     active = torch.ones(num_runs, dtype=torch.bool)
     if saved is None:
@@ -614,109 +626,57 @@ def main(args: Args) -> None:
     group_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(group_dir / "group.json", {"runs": [str(r.dir) for r in runs],
                                                  "env_id": args.env_id})  # fmt: skip
-    progress = Progress(num_iterations * batch_size * num_runs,
+    progress = Progress(num_iterations * args.num_steps * num_runs,
                         initial=sum(r.global_step for r in runs))  # fmt: skip
-
-    # Rollout storage, (T, R, ...): the runs are GAE's env axis.
-    obs = torch.zeros((args.num_steps, num_runs, obs_dim))
-    actions = torch.zeros((args.num_steps, num_runs, act_dim))
-    rewards = torch.zeros((args.num_steps, num_runs))
-    terminations = torch.zeros((args.num_steps, num_runs), dtype=torch.bool)
-    truncations = torch.zeros_like(terminations)
-
-    seeds = [r.seed + start_iteration for r in runs_args]  # the trainer's seed + iteration
-    next_obs = torch.as_tensor(envs.reset(seeds), dtype=torch.float32)
+    shared, loss_config = group_args(runs_args)
+    rollout = GroupRollout(shared, envs, runs)
+    # Each run's env seed is the trainer's: its seed + the iteration it starts from.
+    next_obs = rollout.reset([r.seed + start_iteration for r in runs_args])
     session_start = time.time()
     start_steps = [r.global_step for r in runs]
-    iteration = start_iteration
     try:
         for iteration in range(start_iteration + 1, num_iterations + 1):
             if not active.any():
                 break
             iter_start = time.time()
-            if args.anneal_lr:
-                optimizer.param_groups[0]["lr"] = linear_anneal(
-                    args.learning_rate, iteration, num_iterations
-                )
-            learning = active.clone()  # the runs whose steps and episodes count this iteration
+            anneal_learning_rate(optimizer, shared, iteration, num_iterations, (1, 1.0))
+            rollout.learning = learning = active.clone()  # whose steps and episodes count
 
             # 1. Run each policy pi_old for T steps in its env, one forward pass for all runs.
-            for step in range(args.num_steps):
-                obs[step] = next_obs
-                with torch.no_grad():
-                    action = agent.act(next_obs)
-                actions[step] = action
-                next_obs_np, reward, terminated, truncated, episodes = envs.step(action.numpy())
-                rewards[step] = torch.as_tensor(reward)
-                terminations[step] = torch.as_tensor(terminated)
-                truncations[step] = torch.as_tensor(truncated)
-                next_obs = torch.as_tensor(next_obs_np, dtype=torch.float32)
-                for i, (episode_return, length) in episodes.items():
-                    if learning[i]:
-                        run = runs[i]
-                        run.episodes.add(episode_return, length)
-                        run.tracker.log({"charts/episodic_return": episode_return,
-                                         "charts/episodic_length": length},
-                                        run.global_step + step + 1)  # fmt: skip
+            next_obs = rollout.collect_steps(agent, next_obs)
             for run, on in zip(runs, learning.tolist(), strict=True):
                 run.global_step += args.num_steps if on else 0
-
             rollout_seconds = time.time() - iter_start
-            # 2-3. Log pi_old, values and the old distribution in one pass; GAE per run (eqs. 11-12).
-            rollout_obs, rollout_actions = obs.transpose(0, 1), actions.transpose(0, 1)
-            with torch.no_grad():
-                log_probs, _, values, means, log_stds = agent.evaluate(rollout_obs, rollout_actions)
-                advantages, returns = advantages_and_returns(
-                    rewards, values.T, agent.value(next_obs.unsqueeze(1)).squeeze(1),
-                    terminations, truncations, None, args.gamma, args.gae_lambda,
-                )  # fmt: skip
-            batch = Batch(rollout_obs, rollout_actions, log_probs, values, means, log_stds.clone(),
-                          advantages.T, returns.T)  # fmt: skip
+
+            # 2-3. pi_old and V for every run's batch, GAE per run (eqs. 11-12).
+            batch = train.batch_of(agent, rollout, next_obs, shared)
 
             # 4. K epochs of minibatch Adam on each run's eq. 9, all runs in one pass.
-            betas = [r.kl_beta for r in runs]
-            stats, frozen = update(
-                agent, optimizer, batch, coefficients(runs_args, betas),
-                random_permutations(args.update_epochs, num_runs, batch_size), active,
-                num_minibatches=minibatch_count, vf_coef=args.vf_coef, ent_coef=args.ent_coef,
-                clip_vloss=args.clip_vloss, norm_adv=args.norm_adv,
-                max_grad_norm=args.max_grad_norm,
+            step = GroupStep(active)
+            losses = train.update(
+                agent, optimizer, batch, shared, loss_config, kl_betas(runs), 0,
+                step=step, draw_order=random_orders(num_runs),
             )  # fmt: skip
             update_seconds = time.time() - iter_start - rollout_seconds
             wall = wall_before + time.time() - session_start
-            for i in np.flatnonzero(frozen.numpy()):
+            for i in np.flatnonzero(step.newly_frozen.numpy()):
                 runs[i].diverged_at_step, runs[i].wall_time = runs[i].global_step, wall
                 print(f"diverged: run {runs[i].name} at step {runs[i].global_step}; frozen, "
                       "the other runs go on", file=sys.stderr, flush=True)  # fmt: skip
 
             # 5. Adaptive KL penalty per run: d = KL[pi_old || pi] over its batch vs d_targ.
             if any(r.objective == "adaptive_kl" for r in runs_args):
-                with torch.no_grad():
-                    _, _, _, mean, log_std = agent.evaluate(batch.obs, batch.actions)
-                    batch_kl = gaussian_kl(batch.means, batch.log_stds, mean, log_std).mean(1)
-                betas = adapt_kl_betas(runs_args, betas, batch_kl.tolist())
-                for run, beta, on in zip(runs, betas, active.tolist(), strict=True):
-                    run.kl_beta = beta if on else run.kl_beta
+                batch_kl = train.kl_after_update(agent, batch)
+                lr = optimizer.param_groups[0]["lr"]
+                for run, kl, on in zip(runs, batch_kl, active.tolist(), strict=True):
+                    if on:
+                        run.kl_beta, _ = adapt_to_kl(run.args, run.kl_beta, lr, kl)
 
-            # 6. Logging, with the trainer's metric names, into each run's own folder.
-            elapsed = time.time() - session_start
+            # 6. Logging, with the trainer's metrics, into each run's own folder.
+            log_iteration(runs, learning, optimizer, losses.means(), batch, start_steps,
+                          session_start, iter_start, rollout_seconds, update_seconds)  # fmt: skip
             done = sum(r.global_step for r in runs)
-            per_run = {k: v.tolist() for k, v in stats.items()}
-            for i, run in enumerate(runs):
-                if not learning[i]:
-                    continue
-                run.tracker.log({
-                    "charts/learning_rate": optimizer.param_groups[0]["lr"],
-                    "charts/SPS": (run.global_step - start_steps[i]) / elapsed,
-                    "charts/iteration_seconds": time.time() - iter_start,
-                    "charts/rollout_seconds": rollout_seconds,  # the group's, as the two below
-                    "charts/update_seconds": update_seconds,
-                    "charts/group_SPS": (done - sum(start_steps)) / elapsed,
-                    **{f"losses/{k}": v[i] for k, v in per_run.items()},
-                    "losses/explained_variance": explained_variance(batch.values[i], batch.returns[i]),
-                    "losses/kl_beta": run.kl_beta,
-                }, run.global_step)  # fmt: skip
-            progress.update(done, (done - sum(start_steps)) / elapsed, None)
+            progress.update(done, (done - sum(start_steps)) / (time.time() - session_start), None)
             final = iteration == num_iterations
             every = args.save_every
             if final or stop.requested or (every > 0 and iteration % every == 0):
@@ -727,20 +687,69 @@ def main(args: Args) -> None:
                       flush=True)  # fmt: skip
                 break
     finally:
+        stop.uninstall()
         wall = wall_before + time.time() - session_start
         for run in runs:
-            summary = run.summary(total_timesteps, wall)
-            atomic_write_json(run.dir / "summary.json", summary)
+            atomic_write_json(
+                run.dir / "summary.json", run.summary(num_iterations * args.num_steps, wall)
+            )
             run.tracker.close()
         progress.close()
         envs.close()
+    stop_if_any_diverged(runs, group_dir)
+
+
+def log_iteration(
+    runs: list[GroupRun], learning: torch.Tensor, optimizer, loss_means: dict[str, list[float]],
+    batch: train.Batch, start_steps: list[int], session_start: float, iter_start: float,
+    rollout_seconds: float, update_seconds: float,
+) -> None:  # fmt: skip
+    """Each learning run's ``train.iteration_metrics`` and the group's timings, in its folder."""
+    elapsed = time.time() - session_start
+    done = sum(r.global_step for r in runs)
+    lr = optimizer.param_groups[0]["lr"]
+    for i, run in enumerate(runs):
+        if not learning[i]:
+            continue
+        metrics = iteration_metrics(
+            lr, {k: v[i] for k, v in loss_means.items()}, batch.old[i], run.kl_beta
+        )
+        run.tracker.log({
+            "charts/SPS": (run.global_step - start_steps[i]) / elapsed,
+            "charts/iteration_seconds": time.time() - iter_start,
+            "charts/rollout_seconds": rollout_seconds,  # the group's, as the two below
+            "charts/update_seconds": update_seconds,
+            "charts/group_SPS": (done - sum(start_steps)) / elapsed,
+            **metrics,
+        }, run.global_step)  # fmt: skip
+
+
+def refuse_changed_flags(args: Args, saved: Args, given_flags: Collection[str]) -> None:
+    """A resumed group goes on with its saved settings: a flag given with another value is
+    refused in one line (given again with its saved value, it is accepted)."""
+    for name in sorted(set(given_flags) - {"resume", "group_dir"}):
+        if getattr(args, name) != getattr(saved, name):
+            exit_usage(
+                f"{flag(name)}: cannot be changed when resuming a group (--resume {args.resume} "
+                f"goes on with the settings it was started with, {getattr(saved, name)!r}); "
+                "start a new group to change it"
+            )
+
+
+def stop_if_any_diverged(runs: list[GroupRun], group_dir: Path) -> None:
+    """Exit ``EXIT_DIVERGED`` (3), as the trainer does, when any run diverged; one line."""
+    diverged = [r for r in runs if r.diverged_at_step is not None]
+    if diverged:
+        names = ", ".join(f"{r.name} at step {r.diverged_at_step}" for r in diverged)
+        print(f"diverged: {len(diverged)} of {len(runs)} runs ({names}); each kept its last good "
+              f"checkpoint; the group's is in {group_dir}", file=sys.stderr, flush=True)  # fmt: skip
+        raise SystemExit(EXIT_DIVERGED)
 
 
 if __name__ == "__main__":
-    main(parse_args(Args, validate))
+    main(parse_args(Args, validate), flags_on_command_line())
 
 
-# ---------------------------------------------------------------------------------------------
 # For launchers: the command that runs a list of single-trainer runs as one group.
 # ---------------------------------------------------------------------------------------------
 

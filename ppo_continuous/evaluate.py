@@ -23,8 +23,9 @@ from ppo_continuous.train import Agent, Args, freeze_normalizers, make_envs, nor
 def evaluate(eval_args: EvalArgs, given_flags: Collection[str] = ()) -> dict:
     """Play the checkpoint; ``given_flags``: the flags named on the command line (a flag not
     named there counts as given only when its value is not the default)."""
-    # PPO's, TRPO's and CEM's checkpoints hold the same network (train.Agent) and env settings.
-    trainers = ("ppo_continuous", "trpo_continuous", "cem_continuous")
+    # PPO's, TRPO's and CEM's checkpoints, and each run's of a batched group, hold the same
+    # network (train.Agent) and env settings.
+    trainers = ("ppo_continuous", "trpo_continuous", "cem_continuous", "ppo_continuous.batched_run")
     ckpt, device, videos = open_evaluation(eval_args, trainers)
     if ckpt.data["trainer"] == "cem_continuous" and not eval_args.deterministic:
         # CEM's policy is the actor's mean (its log std was never trained): play it so by

@@ -98,9 +98,15 @@ class RunningMeanStds:
 
 
 class RunEnvs:
-    """R envs of ``env_id``, env r for run r, with same-step autoreset (as ``train.make_envs``)."""
+    """R envs of ``env_id``, env r for run r, with same-step autoreset (as ``train.make_envs``).
 
-    def __init__(self, env_id: str, num_runs: int, gamma: float) -> None:
+    It answers ``reset`` and ``step`` as gymnasium's ``SyncVectorEnv`` does, so the trainer's own
+    ``train.Rollout`` steps it."""
+
+    def __init__(
+        self, env_id: str, num_runs: int, gamma: float, obs_clip: float = CLIP,
+        norm_reward: bool = True,
+    ) -> None:  # fmt: skip
         route_mujoco_warnings()  # no MUJOCO_LOG.TXT; each distinct warning once
         # The trainer's stack from the inside out: RecordEpisodeStatistics, then ClipAction.
         self.envs = [
@@ -108,9 +114,11 @@ class RunEnvs:
             for _ in range(num_runs)
         ]
         space = self.envs[0].observation_space
+        self.single_observation_space = space
+        self.single_action_space = self.envs[0].action_space
         self.obs_shape: tuple[int, ...] = space.shape
         self.action_shape: tuple[int, ...] = self.envs[0].action_space.shape
-        self.gamma = gamma
+        self.gamma, self.obs_clip, self.norm_reward = gamma, obs_clip, norm_reward
         # NormalizeObservation keeps float32 statistics (its observation space's type) until the
         # first float64 observation promotes them; NormalizeReward's are float64.
         self.obs_rms = RunningMeanStds(num_runs, self.obs_shape, dtype=np.float32)
@@ -125,22 +133,22 @@ class RunEnvs:
         normalized = np.float32(
             (self._raw_obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + EPSILON)
         )
-        return np.clip(normalized, -CLIP, CLIP)
+        return np.clip(normalized, -self.obs_clip, self.obs_clip)
 
-    def reset(self, seeds: list[int]) -> np.ndarray:
-        """Reset env r with ``seeds[r]``; the normalised observations, (R, obs_dim) float32."""
-        for r, (env, seed) in enumerate(zip(self.envs, seeds, strict=True)):
-            self._raw_obs[r] = env.reset(seed=seed)[0]
-        return self._normalize_obs()
+    def reset(self, seed: list[int]) -> tuple[np.ndarray, dict]:
+        """Reset env r with ``seed[r]``; the normalised observations, (R, obs_dim) float32."""
+        for r, (env, env_seed) in enumerate(zip(self.envs, seed, strict=True)):
+            self._raw_obs[r] = env.reset(seed=env_seed)[0]
+        return self._normalize_obs(), {}
 
     def step(
         self, actions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
-        """Step every env; returns (obs, rewards, terminations, truncations, episodes).
+        """Step every env; returns (obs, rewards, terminations, truncations, info).
 
-        ``episodes`` maps a run whose episode ended this step to its (return, length) from
-        RecordEpisodeStatistics; its env was reset, and ``obs`` holds the new episode's first
-        observation, as in ``train.make_envs``.
+        Where an episode ended, ``info["final_info"]`` holds its return and length (from
+        RecordEpisodeStatistics) as ``SyncVectorEnv`` gives them; its env was reset, and ``obs``
+        holds the new episode's first observation, as in ``train.make_envs``.
         """
         num_runs = len(self.envs)
         terminations = np.zeros(num_runs, dtype=bool)
@@ -153,29 +161,46 @@ class RunEnvs:
             if terminated or truncated:
                 episodes[r] = (float(info["episode"]["r"]), int(info["episode"]["l"]))
         next_obs = self._normalize_obs()
-        # NormalizeReward: the discounted return's running variance scales the reward.
-        self.discounted_reward = (
-            self.discounted_reward * self.gamma * (1 - terminations) + self._rewards
-        )
-        self.return_rms.update(self.discounted_reward)
-        rewards = np.clip(self._rewards / np.sqrt(self.return_rms.var + EPSILON), -CLIP, CLIP)
+        rewards = self._scaled_rewards(terminations) if self.norm_reward else self._rewards.copy()
         if episodes:  # same-step autoreset: the reset observation also updates the statistics
             ended = np.zeros(num_runs, dtype=bool)
             for r in episodes:
                 self._raw_obs[r] = self.envs[r].reset()[0]
                 ended[r] = True
             next_obs = np.where(ended[:, None], self._normalize_obs(ended), next_obs)
-        return next_obs, rewards, terminations, truncations, episodes
+        return next_obs, rewards, terminations, truncations, final_info(episodes, num_runs)
+
+    def _scaled_rewards(self, terminations: np.ndarray) -> np.ndarray:
+        """NormalizeReward: the discounted return's running variance scales the reward."""
+        self.discounted_reward = (
+            self.discounted_reward * self.gamma * (1 - terminations) + self._rewards
+        )
+        self.return_rms.update(self.discounted_reward)
+        return np.clip(self._rewards / np.sqrt(self.return_rms.var + EPSILON), -CLIP, CLIP)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"obs_rms": self.obs_rms.state_dict(), "return_rms": self.return_rms.state_dict(),
-                "discounted_reward": self.discounted_reward}  # fmt: skip
+        stats = {"obs_rms": self.obs_rms.state_dict(), "discounted_reward": self.discounted_reward}
+        if self.norm_reward:  # as the trainer's normalisers: no return statistics without it
+            stats["return_rms"] = self.return_rms.state_dict()
+        return stats
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.obs_rms.load_state_dict(state["obs_rms"])
-        self.return_rms.load_state_dict(state["return_rms"])
+        if "return_rms" in state:
+            self.return_rms.load_state_dict(state["return_rms"])
         self.discounted_reward = np.asarray(state["discounted_reward"], dtype=np.float64)
 
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+def final_info(episodes: dict[int, tuple[float, int]], num_envs: int) -> dict:
+    """``SyncVectorEnv``'s info for the envs whose episode ended: (return, length) by env."""
+    if not episodes:
+        return {}
+    ended = np.zeros(num_envs, dtype=bool)
+    returns, lengths = np.zeros(num_envs), np.zeros(num_envs, dtype=np.int64)
+    for r, (episode_return, length) in episodes.items():
+        ended[r], returns[r], lengths[r] = True, episode_return, length
+    return {"final_info": {"episode": {"r": returns, "l": lengths}, "_episode": ended}}

@@ -11,7 +11,7 @@ the losses, tracking, checkpoints) live in ``common/``; each use below names its
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, fields
 from typing import Literal
 
@@ -26,29 +26,31 @@ from common.algorithms import (
     VPG_CONTINUOUS,
     Algorithm,
     OptimizerName,
-    adapt_step_size,
+    adapt_to_kl,
     make_optimizer,
     with_algorithm_defaults,
 )
 from common.args import CodeLevelArgs
 from common.cli import UsageError, flags_on_command_line, parse_args
 from common.distributed import World
-from common.distributions import gaussian_entropy, gaussian_kl, gaussian_log_prob
+from common.distributions import gaussian_kl
 from common.divergence import gradient_step
 from common.gae import advantages_and_returns
 from common.losses import (
     LossConfig,
     LossLog,
+    NewPolicy,
     OldPolicy,
-    explained_variance,
+    gaussian_policy,
+    iteration_metrics,
     normalize_advantages,
     ppo_loss,
     shuffled_minibatches,
 )
-from common.objectives import Objective, adapt_kl_beta
+from common.objectives import Objective
 from common.run import Run
 from common.runtime import layer_init, normc_init, route_mujoco_warnings, run_layers
-from common.schedules import linear_anneal
+from common.schedules import anneal_learning_rate
 from common.validation import (
     check_command_line,
     make_env_or_usage_error,
@@ -262,12 +264,10 @@ class Agent(nn.Module):
         mean = run_layers(self.actor_mean, obs)
         return mean + self.actor_log_std.exp() * torch.randn_like(mean), mean
 
-    def evaluate(self, obs: torch.Tensor, actions: torch.Tensor):
+    def evaluate(self, obs: torch.Tensor, actions: torch.Tensor) -> NewPolicy:
         """log pi(a|s), entropy, V(s) and the distribution's (mean, log_std) for a batch."""
         mean = self.actor_mean(obs)
-        log_std = self.actor_log_std.expand_as(mean)
-        log_prob = gaussian_log_prob(actions, mean, log_std)
-        return log_prob, gaussian_entropy(log_std), self.value(obs), mean, log_std
+        return gaussian_policy(actions, mean, self.actor_log_std.expand_as(mean), self.value(obs))
 
 
 class Rollout:
@@ -326,18 +326,22 @@ class Rollout:
                     if self.bootstrap_truncated:  # V(final obs) stands in for V(s_{t+1})
                         for i in np.flatnonzero(truncated):
                             staged["final_obs"][step, i] = info["final_obs"][i]
-                    episode = info["final_info"]["episode"]
-                    for i in np.flatnonzero(info["final_info"]["_episode"]):
-                        run.log_episode(episode["r"][i], episode["l"][i])
+                    self.log_episodes(run, info["final_info"])
         for name, buffer in self.buffers().items():
             buffer.copy_(torch.from_numpy(staged[name]))
         return torch.tensor(next_obs_np, dtype=torch.float32, device=device)  # a copy, as reset's
 
-    def flat_obs(self) -> torch.Tensor:
-        return self.obs.reshape(-1, self.obs_dim)
+    def log_episodes(self, run: Run, final_info: dict) -> None:
+        episode = final_info["episode"]
+        for i in np.flatnonzero(final_info["_episode"]):
+            run.log_episode(episode["r"][i], episode["l"][i])
 
-    def flat_actions(self) -> torch.Tensor:
-        return self.actions.reshape(-1, self.act_dim)
+    def flatten(self, x: torch.Tensor) -> torch.Tensor:
+        """(T, N, ...) -> the batch's sample axis; ``unflatten`` undoes it."""
+        return x.reshape(-1, *x.shape[2:])
+
+    def unflatten(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(self.num_steps, self.num_envs, *x.shape[1:])
 
 
 @dataclass
@@ -352,10 +356,14 @@ class Batch:
     old: OldPolicy
 
     def __len__(self) -> int:
-        return len(self.advantages)
+        return self.advantages.shape[-1]
 
     def __getitem__(self, index: torch.Tensor | slice) -> Batch:
-        """The samples at ``index``: a minibatch, or the batch in another order."""
+        """The samples at ``index``: a minibatch, or the batch in another order. With a leading
+        run axis (the batched runner's (R, T, ...) batch) ``index`` holds one row per run."""
+        if self.advantages.dim() > 1:
+            runs = slice(None) if isinstance(index, slice) else torch.arange(len(index))[:, None]
+            index = (runs, index)
         return Batch(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
     @property
@@ -373,27 +381,34 @@ def update(
     kl_beta: float,
     global_step: int,
     world: World | None = None,
+    step: Callable = gradient_step,
+    draw_order: Callable[[int], torch.Tensor] | None = None,
 ) -> LossLog:
     """K epochs of minibatch steps on eq. 9 (Algorithm 1's "optimise L wrt theta"); with several
-    ranks (``world``) each takes its minibatch of its own batch and they average the gradients."""
+    ranks (``world``) each takes its minibatch of its own batch and they average the gradients.
+    The batched runner passes its runs' ``step`` (per-run clip and freeze) and ``draw_order``."""
     losses = LossLog()
     parameters = list(agent.parameters())  # once, not a walk over the modules per minibatch
     for mb in shuffled_minibatches(batch, args.num_minibatches, args.update_epochs, losses,
-                                   args.target_kl, world):  # fmt: skip
-        new_log_prob, entropy, new_values, mean, log_std = agent.evaluate(mb.obs, mb.actions)
-        advantages = mb.advantages
-        if args.norm_adv and args.adv_norm_scope == "minibatch":  # as ppo2 and CleanRL (all ranks')
-            advantages = normalize_advantages(advantages, world=world)
-        kl = gaussian_kl(mb.means, mb.log_stds, mean, log_std)
-        loss, mb_stats = ppo_loss(
-            loss_config, mb.old, advantages, new_log_prob, new_values, entropy, kl,
-            clip_coef=args.clip_coef, kl_beta=kl_beta,
-        )  # fmt: skip
+                                   args.target_kl, world, draw_order):  # fmt: skip
+        loss, mb_stats = minibatch_loss(agent, mb, args, loss_config, kl_beta, world)
         # backward, the mean gradient over the ranks, clip its norm, step; Diverged (and no step)
         # if not finite
-        gradient_step(optimizer, loss, parameters, args.max_grad_norm, global_step, world)
+        step(optimizer, loss, parameters, args.max_grad_norm, global_step, world)
         losses.add(mb_stats)
     return losses
+
+
+def minibatch_loss(
+    agent: Agent, mb: Batch, args: Args, loss_config: LossConfig, kl_beta, world=None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Eq. 9 on one minibatch (each run's, with a leading run axis)."""
+    new = agent.evaluate(mb.obs, mb.actions)
+    advantages = mb.advantages
+    if args.norm_adv and args.adv_norm_scope == "minibatch":  # as ppo2 and CleanRL (all ranks')
+        advantages = normalize_advantages(advantages, world=world)
+    kl = gaussian_kl(mb.means, mb.log_stds, new.means, new.log_stds)
+    return ppo_loss(loss_config, mb.old, new, advantages, kl, args.clip_coef, kl_beta)
     # --8<-- [end:minibatch_update]
 
 
@@ -420,34 +435,13 @@ def train(args: Args, run: Run, envs, agent: Agent, optimizer: torch.optim.Optim
     rollout = Rollout(args, envs, device)
     next_obs = rollout.reset(run.env_seed + state.iteration)
     for iteration in run.iterations():
-        if args.anneal_lr:
-            optimizer.param_groups[0]["lr"] = linear_anneal(
-                args.learning_rate, iteration, run.num_iterations, state.anneal_anchor
-            )
+        anneal_learning_rate(optimizer, args, iteration, run.num_iterations, state.anneal_anchor)
 
         # 1. Run the policy pi_old for T steps in each of the N envs (Algorithm 1).
         next_obs = rollout.collect(agent, next_obs, run)
 
-        # 2. Values, log pi_old and the old distribution for the whole batch in one pass:
-        # the policy did not change during the rollout, so batching is exact and much cheaper.
-        b_obs, b_actions = rollout.flat_obs(), rollout.flat_actions()
-        with torch.no_grad():
-            b_log_probs, _, b_values, b_means, b_log_stds = agent.evaluate(b_obs, b_actions)
-            # log_std is a view of the parameter, which Adam changes in place: keep a copy.
-            b_log_stds = b_log_stds.clone()
-            values = b_values.reshape(args.num_steps, args.num_envs)
-            final_values = agent.value(rollout.final_obs) if args.bootstrap_truncated else None
-            # --8<-- [start:advantages]
-            # 3. Advantages by GAE (eqs. 11-12) and value targets R_t = A_t + V(s_t).
-            advantages, returns = advantages_and_returns(
-                rollout.rewards, values, agent.value(next_obs), rollout.terminations,
-                rollout.truncations, final_values, args.gamma, args.gae_lambda,
-            )  # fmt: skip
-            # --8<-- [end:advantages]
-            if args.norm_adv and args.adv_norm_scope == "batch":  # once, as the 2017 code does
-                advantages = normalize_advantages(advantages, world=run.world)
-        batch = Batch(b_obs, b_actions, b_means, b_log_stds, advantages.reshape(-1),
-                      OldPolicy(b_log_probs, b_values, returns.reshape(-1)))  # fmt: skip
+        # 2-3. pi_old and V for the batch, advantages by GAE (eqs. 11-12), targets R_t = A_t + V.
+        batch = batch_of(agent, rollout, next_obs, args, run.world)
 
         # --8<-- [start:update]
         # 4. Optimise the surrogate (eq. 9) for K epochs of minibatch Adam.
@@ -458,24 +452,47 @@ def train(args: Args, run: Run, envs, agent: Agent, optimizer: torch.optim.Optim
         # 5. Adaptive KL penalty: compare d = KL[pi_old || pi] over the batch with d_targ (section 4).
         # Vanilla PG's adaptive step size (--algorithm vpg) follows the same d, the other way round.
         if args.objective == "adaptive_kl" or args.lr_kl_target is not None:
-            with torch.no_grad():
-                _, _, _, mean, log_std = agent.evaluate(b_obs, b_actions)
-                batch_kl = gaussian_kl(b_means, b_log_stds, mean, log_std).mean().item()
-            batch_kl = run.world.mean(batch_kl)  # over every rank's batch: all decide alike
-            if args.objective == "adaptive_kl":
-                state.kl_beta = adapt_kl_beta(state.kl_beta, batch_kl, args.kl_target)
-            if args.lr_kl_target is not None:
-                lr = adapt_step_size(optimizer.param_groups[0]["lr"], batch_kl, args.lr_kl_target)
-                optimizer.param_groups[0]["lr"] = lr  # saved with the optimizer's state
+            batch_kl = run.world.mean(kl_after_update(agent, batch))  # all ranks decide alike
+            lr = optimizer.param_groups[0]["lr"]
+            state.kl_beta, lr = adapt_to_kl(args, state.kl_beta, lr, batch_kl)
+            optimizer.param_groups[0]["lr"] = lr  # saved with the optimizer's state
         # --8<-- [end:update]
 
         # 6. Logging, with CleanRL's metric names.
-        run.log_iteration({
-            "charts/learning_rate": optimizer.param_groups[0]["lr"],
-            **losses.means(),
-            "losses/explained_variance": explained_variance(b_values, batch.old.returns),
-            "losses/kl_beta": state.kl_beta,
-        })  # fmt: skip
+        lr = optimizer.param_groups[0]["lr"]
+        run.log_iteration(iteration_metrics(lr, losses.means(), batch.old, state.kl_beta))
+
+
+def batch_of(
+    agent: Agent, rollout: Rollout, next_obs: torch.Tensor, args: Args, world=None
+) -> Batch:
+    """The rollout as a batch: values, log pi_old and the old distribution in one pass (the policy
+    did not change during the rollout, so batching is exact and much cheaper), and GAE."""
+    b_obs, b_actions = rollout.flatten(rollout.obs), rollout.flatten(rollout.actions)
+    with torch.no_grad():
+        old = agent.evaluate(b_obs, b_actions)
+        # log_std is a view of the parameter, which Adam changes in place: keep a copy.
+        old_log_stds = old.log_stds.clone()
+        values = rollout.unflatten(old.values)
+        final_values = agent.value(rollout.final_obs) if args.bootstrap_truncated else None
+        # --8<-- [start:advantages]
+        advantages, returns = advantages_and_returns(
+            rollout.rewards, values, agent.value(next_obs), rollout.terminations,
+            rollout.truncations, final_values, args.gamma, args.gae_lambda,
+        )  # fmt: skip
+        # --8<-- [end:advantages]
+        advantages = rollout.flatten(advantages)
+        if args.norm_adv and args.adv_norm_scope == "batch":  # once, as the 2017 code does
+            advantages = normalize_advantages(advantages, world=world)
+    return Batch(b_obs, b_actions, old.means, old_log_stds, advantages,
+                 OldPolicy(old.log_probs, old.values, rollout.flatten(returns)))  # fmt: skip
+
+
+def kl_after_update(agent: Agent, batch: Batch) -> float | list[float]:
+    """d = the mean KL[pi_old || pi] over the batch (over each run's, with a run axis)."""
+    with torch.no_grad():
+        new = agent.evaluate(batch.obs, batch.actions)
+        return gaussian_kl(batch.means, batch.log_stds, new.means, new.log_stds).mean(-1).tolist()
 
 
 def resolve(args: Args, given_flags: Collection[str] = ()) -> Args:

@@ -228,7 +228,7 @@ def learn(args: Args, run: Run, envs, agent: train.Agent, value_optimizer) -> No
     next_obs = rollout.reset(args.seed + state.iteration)
     for _iteration in run.iterations():
         next_obs = rollout.collect(agent, next_obs, run)
-        b_obs, b_actions = rollout.flat_obs(), rollout.flat_actions()
+        b_obs, b_actions = rollout.flatten(rollout.obs), rollout.flatten(rollout.actions)
         with torch.no_grad():
             values = agent.value(b_obs).reshape(args.num_steps, args.num_envs)
             final_values = agent.value(rollout.final_obs) if args.bootstrap_truncated else None

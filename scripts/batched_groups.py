@@ -21,6 +21,7 @@ from typing import Any
 
 import tyro
 
+from common.divergence import EXIT_DIVERGED
 from ppo_continuous import batched, train
 
 
@@ -100,8 +101,10 @@ def run_batched(
             if code is None:
                 still.append((group, log, handle))
                 continue
+            # A group exits 3 when any of its runs diverged: each run's summary says which.
+            run_code = 0 if code == EXIT_DIVERGED else code
             for run in group.runs:
-                outcome = benchmark.outcome_of(run, code)
+                outcome = benchmark.outcome_of(run, run_code)
                 if outcome in ("done", "diverged"):
                     benchmark.record_run(record, run)
                 print(f"{outcome} {run.env_id} {run.variant} seed {run.seed} (batched)", flush=True)

@@ -19,7 +19,6 @@ random weights and without the life protocol, which is the same in both. The two
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +27,11 @@ import numpy as np
 import torch
 import tyro
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from common.distributions import sample_categorical
+from ppo_atari.envs import atari_spec, single_game
+from ppo_atari.train import Agent
 
-from common.distributions import sample_categorical  # noqa: E402
-from ppo_atari.envs import atari_spec, single_game  # noqa: E402
-from ppo_atari.train import Agent  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass

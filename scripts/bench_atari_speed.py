@@ -75,7 +75,7 @@ def measure_parts(args: BenchArgs) -> dict:
         sample_categorical,
     )
     from common.divergence import gradient_step
-    from common.losses import LossConfig, OldPolicy, normalize_advantages, ppo_loss
+    from common.losses import LossConfig, NewPolicy, OldPolicy, normalize_advantages, ppo_loss
     from ppo_atari.envs import atari_spec, make_atari_envs
     from ppo_atari.train import Agent
 
@@ -125,9 +125,10 @@ def measure_parts(args: BenchArgs) -> dict:
             for mb in torch.randperm(batch).split(batch // args.num_minibatches):
                 with autocast(args.precision):
                     logits, values = agent(b_obs[mb])
+                new = NewPolicy(categorical_log_prob(logits, b_actions[mb]),
+                                categorical_entropy(logits), values)  # fmt: skip
                 loss, _ = ppo_loss(
-                    config, old[mb], normalize_advantages(b_other[2, mb]),
-                    categorical_log_prob(logits, b_actions[mb]), values, categorical_entropy(logits),
+                    config, old[mb], new, normalize_advantages(b_other[2, mb]),
                     categorical_kl(b_logits[mb], logits), clip_coef=0.1, kl_beta=1.0,
                 )  # fmt: skip
                 gradient_step(optimizer, loss, agent.parameters(), 0.5, step=0)

@@ -19,12 +19,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from common.cli import UsageError, parse_args
+from common.distributed import torchrun
+from common.runtime import code_version, host_description
 
-from common.cli import UsageError, parse_args  # noqa: E402
-from common.distributed import torchrun  # noqa: E402
-from common.runtime import code_version, host_description  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass

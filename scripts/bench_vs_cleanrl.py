@@ -46,11 +46,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from common.cli import UsageError, parse_args
+from common.runtime import code_version, host_description
 
-from common.cli import UsageError, parse_args  # noqa: E402
-from common.runtime import code_version, host_description  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass

@@ -299,12 +299,26 @@ def resume_while_running(folder: Path) -> bool:
         live.wait()
 
 
+def batched_cases(folder: Path) -> list[Case]:
+    """Issue 32, case 4: the batched runner refuses what the trainer refuses, in one line."""
+    readme = str(REPO / "README.md")
+    group = [*script("ppo_continuous", "batched.py"), "--env-id", "Pendulum-v1", "--seeds", "1", "2",
+             "--num-steps", "256", "--num-minibatches", "4", "--runs-dir", str(folder / "runs")]  # fmt: skip
+    return [Case(f"ppo_continuous batched.py {' '.join(flags)}", [*group, *flags], 2) for flags in (
+        ["--clip-coefs", "0"], ["--kl-betas", "-1"], ["--max-grad-norm", "-1"], ["--save-every", "-1"],
+        ["--gamma", "1.5"], ["--total-timesteps", "100"], ["--learning-rate", "nan"],
+        ["--runs-dir", f"{readme}/x"], ["--group-dir", readme], ["--env-id", "ALE/Pong-v5"],
+        ["--exp-names", "x/../../escaped"], ["--resume", str(folder / "no-group")],
+    )]  # fmt: skip
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="probe-bad-inputs-") as tmp:
         folder = Path(tmp)
         run_dir, stub = make_checkpoints(folder)
         todo = cases(folder, run_dir, stub)
         todo += report_and_sweep_cases(folder) + combination_and_rank_cases(folder, run_dir)
+        todo += batched_cases(folder)
         failed = sum(not run(case, folder) for case in todo)
         failed += sum(not check(folder) for check in (same_name_runs, resume_while_running))
         total = len(todo) + 2

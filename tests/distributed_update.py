@@ -20,12 +20,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import ppo_continuous.train as trainer  # noqa: E402
-from common.distributed import join_world  # noqa: E402
-from common.divergence import Diverged, gradient_step  # noqa: E402
-from common.losses import LossConfig, OldPolicy  # noqa: E402
+import ppo_continuous.train as trainer
+from common.distributed import join_world
+from common.divergence import Diverged, gradient_step
+from common.losses import LossConfig, OldPolicy
 
 STEPS, ENVS, RANKS, OBS, ACT = 16, 8, 2, 3, 1
 MINIBATCHES, EPOCHS = 4, 2

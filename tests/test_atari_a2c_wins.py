@@ -6,13 +6,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import atari_tables
 import numpy as np
+import report
 from conftest import REPO
-
-sys.path.insert(0, str(REPO / "scripts"))
-import atari_tables  # noqa: E402
-import report  # noqa: E402
-from records import Record  # noqa: E402
+from records import Record
 
 PPO = "ppo_table5"
 

@@ -1,9 +1,13 @@
-"""The batched runner (ppo_continuous/batched.py) learns per step as separate trainer runs do.
+"""The batched runner (ppo_continuous/batched.py) is the single trainer, run R times at once.
 
-One batched update must equal, to float tolerance, R separate updates made with the single
-trainer's update code (same batch, same minibatch orders, same initial weights), for every
-objective, with gradient clipping and Adam; a run that diverges is frozen while the others go on;
-a real group writes per-run folders the results record reads, and resumes after SIGTERM.
+The central test runs three runs (three objectives, three seeds, non-default shared flags) through
+``batched.main`` and each of them alone through ``train.train`` (the trainer's own loop, with a
+stand-in for its ``Run``), with the same action noise and minibatch orders injected into both,
+and compares weights, normalisation statistics, betas and every logged metric. Any change to the
+trainer's rollout, GAE, update, loss, KL rules or logging that the batched path does not share
+makes them differ. Around it: a diverged run is frozen while the others go on; bad input is
+refused as the trainer refuses it; a real group resumes after SIGTERM, exits 3 when a run
+diverged, and leaves run folders that ``evaluate.py`` plays.
 """
 
 from __future__ import annotations
@@ -18,21 +22,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import records
 import torch
 from conftest import REPO
+from test_validation import BAD_VALUES, refused
 
-from common.distributions import gaussian_kl
-from common.losses import LossConfig, OldPolicy, normalize_advantages, ppo_loss
-from common.objectives import adapt_kl_beta
+from common.algorithms import make_optimizer
+from common.checkpoint import RunState
+from common.cli import parse_args
+from common.distributed import World
+from common.episodes import EpisodeLog
+from common.losses import OldPolicy
+from common.tracking import Tracker
 from ppo_continuous import batched, run_envs, train
 
-sys.path.insert(0, str(REPO / "scripts"))
-import records  # noqa: E402
-
-OBS_DIM, ACT_DIM, T, MINIBATCHES, EPOCHS = 5, 3, 64, 4, 3
-# (objective, clip_coef, kl_beta, seed): every objective, two clip ranges, a second seed.
-RUNS = [("clip", 0.2, 1.0, 1), ("clip", 0.1, 1.0, 2), ("none", 0.2, 1.0, 3),
-        ("fixed_kl", 0.2, 3.0, 4), ("adaptive_kl", 0.2, 0.5, 5)]  # fmt: skip
+OBS_DIM, ACT_DIM = 5, 3
 
 
 @pytest.fixture(autouse=True)
@@ -44,111 +48,215 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-def make_batch(agents: list[train.Agent]) -> batched.Batch:
-    """A random rollout per run, with log pi_old, values and the old distribution from each agent."""
-    gen = torch.Generator().manual_seed(0)
-    num = len(agents)
-    obs = torch.randn(num, T, OBS_DIM, generator=gen, dtype=torch.float64)
-    actions = torch.randn(num, T, ACT_DIM, generator=gen, dtype=torch.float64)
-    with torch.no_grad():
-        outs = [agent.evaluate(obs[r], actions[r]) for r, agent in enumerate(agents)]
-    log_probs, _, values, means, log_stds = (torch.stack([o[i] for o in outs]) for i in range(5))
-    advantages = torch.randn(num, T, generator=gen, dtype=torch.float64) * 3
-    returns = values + torch.randn(num, T, generator=gen, dtype=torch.float64)
-    return batched.Batch(obs, actions, log_probs, values, means, log_stds.clone(), advantages,
-                         returns)  # fmt: skip
+# ---------------------------------------------------------------------------------------------
+# The batched runner against the trainer's own loop.
+# ---------------------------------------------------------------------------------------------
+
+# (exp_name, seed, objective, clip_coef, kl_beta): every kind of surrogate, its own seed.
+RUNS = [("clip", 1, "clip", 0.2, 1.0), ("none", 2, "none", 0.3, 1.0),
+        ("adaptive_kl", 3, "adaptive_kl", 0.2, 0.5)]  # fmt: skip
+# Shared flags, many away from the defaults, so the batched path must honour them; each code-level
+# flag (common.args.CodeLevelArgs and the trainer's own) off its default in one of the two settings.
+SHARED = {"env_id": "Pendulum-v1", "num_steps": 128, "num_minibatches": 4, "update_epochs": 2,
+          "total_timesteps": 3 * 128, "ent_coef": 0.01, "gae_lambda": 0.9, "learning_rate": 1e-3}  # fmt: skip
+SETTINGS = {
+    "ppo2": {"clip_vloss": False, "max_grad_norm": 0.3, "obs_clip": 5.0, "init": "normc",
+             "optimizer_eps": 1e-8, "anneal_lr": False},
+    "2017": {"norm_reward": False, "adv_norm_scope": "batch", "max_grad_norm": 0.0,
+             "vf_coef": 1.0, "gamma": 0.98},
+}  # fmt: skip
+ITERATIONS = 3
+REAL_RANDN_LIKE = torch.randn_like
 
 
-def trainer_update(agent, optimizer, batch, r, order, objective, clip_coef, kl_beta, max_grad_norm,
-                   clip_vloss):  # fmt: skip
-    """Run r's update exactly as ppo_continuous/train.py's step 4 does it (num_envs = 1)."""
-    for epoch_order in order:
-        for mb in epoch_order.split(T // MINIBATCHES):
-            new_log_prob, entropy, new_values, mean, log_std = agent.evaluate(
-                batch.obs[r][mb], batch.actions[r][mb]
-            )
-            old = OldPolicy(batch.log_probs[r], batch.values[r], batch.returns[r])
-            loss, _ = ppo_loss(
-                LossConfig(objective, vf_coef=0.5, ent_coef=0.01, clip_vloss=clip_vloss),
-                old[mb], normalize_advantages(batch.advantages[r][mb]), new_log_prob, new_values,
-                entropy, gaussian_kl(batch.means[r][mb], batch.log_stds[r][mb], mean, log_std),
-                clip_coef=clip_coef, kl_beta=kl_beta,
-            )  # fmt: skip
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(agent.parameters(), max_grad_norm)
-            if not (torch.isfinite(loss) and torch.isfinite(norm)):
-                return  # the trainer's divergence check: stop before the step
-            optimizer.step()
+class Draws:
+    """Every random draw of the rollouts and updates, made in advance: the action noise of each
+    step and the sample order of each epoch, (R, ...) for the group; run r alone gets row r."""
+
+    def __init__(self, num_runs: int) -> None:
+        gen = torch.Generator().manual_seed(123)
+        steps, epochs, size = ITERATIONS * SHARED["num_steps"], SHARED["update_epochs"], SHARED["num_steps"]  # fmt: skip
+        self.noise = torch.randn(steps, num_runs, 1, generator=gen)
+        self.orders = torch.rand(ITERATIONS * epochs, num_runs, size, generator=gen).argsort(-1)
+        self.run: int | None = None  # None: the group draws; r: run r alone
+        self.steps = self.epochs = 0
+
+    def randn_like(self, mean: torch.Tensor) -> torch.Tensor:
+        if mean.shape != (len(self.noise[0]) if self.run is None else 1, 1):  # not an action
+            return REAL_RANDN_LIKE(mean)  # e.g. --init normc's weights
+        noise = self.noise[self.steps]
+        self.steps += 1
+        return noise if self.run is None else noise[self.run : self.run + 1]
+
+    def order(self, size: int, device=None) -> torch.Tensor:
+        order = self.orders[self.epochs]
+        self.epochs += 1
+        return order if self.run is None else order[self.run]
+
+    def for_run(self, run: int | None) -> Draws:
+        self.run, self.steps, self.epochs = run, 0, 0
+        return self
 
 
-def adam(parameters) -> torch.optim.Adam:
-    return torch.optim.Adam(parameters, lr=3e-3, eps=1e-5, fused=True)
+class ReferenceRun:
+    """What ``train.train`` uses of ``common.run.Run``, recording what it would write."""
+
+    def __init__(self, args: train.Args) -> None:
+        self.device, self.world = torch.device("cpu"), World()
+        self.state = RunState(kl_beta=args.kl_beta, episodes=EpisodeLog())
+        self.env_seed, self.total_envs = args.seed, args.num_envs
+        self.num_iterations = args.total_timesteps // args.num_steps
+        self.metrics: dict[int, dict[str, float]] = {}
+
+    def iterations(self):
+        for iteration in range(1, self.num_iterations + 1):
+            yield iteration
+            self.state.iteration = iteration
+
+    def log_episode(self, episode_return: float, episode_length: int) -> None:
+        step = self.state.global_step
+        self.metrics.setdefault(step, {})["charts/episodic_return"] = float(episode_return)
+
+    def log_iteration(self, metrics: dict[str, float]) -> None:
+        self.metrics.setdefault(self.state.global_step, {}).update(metrics)
 
 
-def batched_update(agents, batch, order, max_grad_norm, clip_vloss, active=None):
-    group = batched.BatchedAgent(agents)
-    optimizer = adam(group.parameters())
-    run_args = [train.Args(objective=o, clip_coef=c, kl_beta=b, seed=s) for o, c, b, s in RUNS]
-    coefs = batched.coefficients(run_args, [b for _, _, b, _ in RUNS])
-    active = torch.ones(len(RUNS), dtype=torch.bool) if active is None else active
-    _, frozen = batched.update(
-        group, optimizer, batch, coefs, order, active, num_minibatches=MINIBATCHES, vf_coef=0.5,
-        ent_coef=0.01, clip_vloss=clip_vloss, norm_adv=True, max_grad_norm=max_grad_norm,
-    )  # fmt: skip
-    return group, optimizer, frozen
+def trainer_alone(
+    r: int, shared: dict, draws: Draws, monkeypatch
+) -> tuple[train.Agent, dict, ReferenceRun]:
+    """Run r of RUNS through the trainer's own ``train.train``, as ``train.main`` sets it up."""
+    exp_name, seed, objective, clip_coef, kl_beta = RUNS[r]
+    args = train.Args(**shared, exp_name=exp_name, seed=seed, objective=objective,
+                      clip_coef=clip_coef, kl_beta=kl_beta)  # fmt: skip
+    torch.manual_seed(seed)
+    envs = train.make_envs(args)
+    agent = train.Agent.for_envs(envs, args.init)
+    optimizer = make_optimizer(args.optimizer, agent.parameters(), args.learning_rate,
+                               args.rmsprop_alpha, eps=args.optimizer_eps, fused=True)  # fmt: skip
+    run = ReferenceRun(args)
+    draws.for_run(r)
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "randperm", draws.order)
+        train.train(args, run, envs, agent, optimizer)
+    return agent, train.normalizers(envs), run
 
 
-def fresh_agents() -> list[train.Agent]:
-    return [a.double() for a in batched.initial_agents([s for *_, s in RUNS], OBS_DIM, ACT_DIM)]
+def group_of_three(tmp_path: Path, shared: dict, draws: Draws, monkeypatch) -> tuple[dict, dict]:
+    """RUNS as one group through ``batched.main``; its checkpoint and each run's logged metrics."""
+    logged: dict[str, dict[int, dict[str, float]]] = {}
+
+    def record(tracker, metrics, step):
+        logged.setdefault(tracker.run_dir.name.split("__")[1], {}).setdefault(step, {}).update(
+            metrics
+        )
+
+    names, seeds, objectives, clips, betas = zip(*RUNS, strict=True)
+    args = batched.Args(**shared, exp_names=names, seeds=seeds, objectives=objectives,
+                        clip_coefs=clips, kl_betas=betas, runs_dir=str(tmp_path / "runs"),
+                        group_dir=str(tmp_path / "group"), save_every=0)  # fmt: skip
+    batched.validate(args)
+    draws.for_run(None)
+    with monkeypatch.context() as patch:
+        patch.setattr(Tracker, "log", record)
+        patch.setattr(batched, "random_orders", lambda num_runs: draws.order)
+        batched.main(args)
+    return torch.load(tmp_path / "group" / "checkpoints" / "latest.pt", weights_only=True), logged
 
 
-def assert_same_agent(got: train.Agent, want: train.Agent, atol: float = 1e-9) -> None:
-    for (name, g), w in zip(got.state_dict().items(), want.state_dict().values(), strict=True):
-        assert torch.allclose(g.double(), w, rtol=0, atol=atol), (name, (g - w).abs().max())
+def close(got: float, want: float) -> bool:
+    return abs(got - want) <= 1e-5 + 1e-4 * abs(want)
 
 
-@pytest.mark.parametrize(("max_grad_norm", "clip_vloss"), [(0.05, True), (1e9, False)])
-def test_one_batched_update_equals_separate_trainer_updates(max_grad_norm, clip_vloss):
-    """Each run's weights after a batched update of 3 epochs x 4 minibatches equal the weights the
-    trainer's update gives that run alone, for clip (two epsilons), none, fixed_kl and adaptive_kl;
-    with a gradient clip that bites (0.05) and without, with and without value clipping."""
-    agents = fresh_agents()
-    batch = make_batch(agents)
-    order = batched.random_permutations(EPOCHS, len(RUNS), T)
-    group, optimizer, frozen = batched_update(agents, batch, order, max_grad_norm, clip_vloss)
-    assert not frozen.any()
-    for r, (objective, clip_coef, kl_beta, _) in enumerate(RUNS):
-        reference = fresh_agents()[r]
-        trainer_update(reference, adam(reference.parameters()), batch, r, order[:, r], objective,
-                       clip_coef, kl_beta, max_grad_norm, clip_vloss)  # fmt: skip
-        assert_same_agent(group.agent(r).double(), reference)
-        moved = [
-            (a - b).abs().max()
-            for a, b in zip(reference.parameters(), agents[r].parameters(), strict=True)
-        ]
-        assert max(moved) > 1e-4  # the update did something
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_a_group_of_three_runs_equals_the_trainer_run_three_times(setting, tmp_path, monkeypatch):
+    """Weights, normalisation statistics, betas and every logged metric of each run, after three
+    iterations of the batched runner, equal the trainer's for that run alone (float rounding:
+    the batched matrix products round differently from one run's)."""
+    draws = Draws(len(RUNS))
+    monkeypatch.setattr(torch, "randn_like", draws.randn_like)  # both paths' action noise
+    shared = {**SHARED, **SETTINGS[setting]}
+    group, logged = group_of_three(tmp_path, shared, draws, monkeypatch)
+    group_agent = batched.BatchedAgent([train.Agent(3, 1) for _ in RUNS])
+    group_agent.load_state_dict(group["model"])
+    assert draws.steps == ITERATIONS * SHARED["num_steps"]
+    for r, (name, *_) in enumerate(RUNS):
+        agent, normalizers, reference = trainer_alone(r, shared, draws, monkeypatch)
+        assert draws.steps == ITERATIONS * SHARED["num_steps"]
+        for (key, got), want in zip(group_agent.agent(r).state_dict().items(),
+                                    agent.state_dict().values(), strict=True):  # fmt: skip
+            assert torch.allclose(got, want, rtol=1e-4, atol=1e-5), (name, key)
+        initial = batched.initial_agents([RUNS[r][1]], 3, 1, shared.get("init", "orthogonal"))[0]
+        moved = [float((a - b).abs().max()) for a, b in zip(agent.state_dict().values(), initial.state_dict().values(), strict=True)]  # fmt: skip
+        assert max(moved) > 1e-3  # it learned: the comparison is not of two untouched networks
+        assert sorted(normalizers) == sorted(
+            f"{kind}_0" for kind in group["normalizers"] if "rms" in kind
+        )
+        for kind in ("obs_rms", "return_rms")[: len(normalizers)]:
+            saved, live = group["normalizers"][kind], normalizers[f"{kind}_0"]
+            assert np.allclose(saved["mean"][r].numpy(), live.mean, rtol=1e-5, atol=1e-6), kind
+            assert np.allclose(saved["var"][r].numpy(), live.var, rtol=1e-5, atol=1e-6), kind
+            assert float(saved["count"][r]) == live.count
+        assert group["runs"][r]["kl_beta"] == reference.state.kl_beta
+        assert sorted(logged[name]) == sorted(reference.metrics)  # the same steps logged
+        for step, metrics in reference.metrics.items():
+            for key, want in metrics.items():
+                assert close(logged[name][step][key], want), (name, step, key)
+    assert group["runs"][2]["kl_beta"] != RUNS[2][4]  # the adaptive beta moved
+    assert any("charts/episodic_return" in m for m in logged["clip"].values())
 
 
 def test_a_diverged_run_is_frozen_and_the_others_learn_on():
     """A NaN in one run's advantages freezes that run's weights where the trainer would have
-    stopped (the last update before the first non-finite loss) and leaves every other run's
-    update exactly as if it ran alone."""
-    agents = fresh_agents()
-    batch = make_batch(agents)
-    order = batched.random_permutations(EPOCHS, len(RUNS), T)
-    # A sample of run 2 that the second epoch's second minibatch holds: it diverges mid-update.
-    batch.advantages[2, order[1, 2, T // MINIBATCHES]] = float("nan")
-    group, _, frozen = batched_update(agents, batch, order, 0.5, False)
-    assert frozen.tolist() == [False, False, True, False, False]
-    learned = group.agent(2).actor_log_std
-    assert not torch.equal(learned, agents[2].actor_log_std)  # it learned before diverging
-    for r in range(len(RUNS)):
-        objective, clip_coef, kl_beta, _ = RUNS[r]
-        reference = fresh_agents()[r]
-        trainer_update(reference, adam(reference.parameters()), batch, r, order[:, r], objective,
-                       clip_coef, kl_beta, 0.5, False)  # fmt: skip
-        assert_same_agent(group.agent(r).double(), reference)
+    stopped (the update before the first non-finite loss), and the other runs' updates are
+    the ones they get with every run learning."""
+    runs = [train.Args(objective=o, seed=s, num_steps=64, num_minibatches=4, update_epochs=3)
+            for o, s in [("clip", 1), ("none", 2), ("adaptive_kl", 3)]]  # fmt: skip
+    orders = torch.rand(3, len(runs), 64, generator=torch.Generator().manual_seed(0)).argsort(-1)
+
+    def updated(poison: bool):
+        agent = batched.BatchedAgent(batched.initial_agents([1, 2, 3], OBS_DIM, ACT_DIM))
+        batch = random_batch(agent, poison)
+        shared, config = batched.group_args(runs)
+        step = batched.GroupStep(torch.ones(len(runs), dtype=torch.bool))
+        epochs = iter(orders)
+        optimizer = torch.optim.Adam(agent.parameters(), lr=3e-3, eps=1e-5)
+        train.update(agent, optimizer, batch, shared, config, torch.ones(3, 1), 0, step=step,
+                     draw_order=lambda size: next(epochs))  # fmt: skip
+        return agent, step
+
+    clean, _ = updated(poison=False)
+    poisoned, step = updated(poison=True)
+    assert step.newly_frozen.tolist() == [False, True, False]
+    initial = batched.BatchedAgent(batched.initial_agents([1, 2, 3], OBS_DIM, ACT_DIM))
+    log_std = poisoned.actor_log_std.detach()
+    assert not torch.equal(log_std[1], initial.actor_log_std[1])  # it learned before diverging
+    assert torch.isfinite(log_std).all()
+    for r in (0, 2):
+        for got, want in zip(poisoned.parameters(), clean.parameters(), strict=True):
+            assert torch.equal(got[r], want[r])
+
+
+def random_batch(agent: batched.BatchedAgent, poison: bool) -> train.Batch:
+    """A random rollout per run, (R, T, ...); with ``poison``, a NaN advantage in run 1 that the
+    second epoch's second minibatch holds."""
+    gen = torch.Generator().manual_seed(0)
+    obs = torch.randn(3, 64, OBS_DIM, generator=gen)
+    actions = torch.randn(3, 64, ACT_DIM, generator=gen)
+    with torch.no_grad():
+        old = agent.evaluate(obs, actions)
+        log_stds = old.log_stds.clone()
+    advantages = torch.randn(3, 64, generator=gen) * 3
+    if poison:
+        orders = torch.rand(3, 3, 64, generator=torch.Generator().manual_seed(0)).argsort(-1)
+        advantages[1, orders[1, 1, 16]] = float("nan")
+    returns = old.values + torch.randn(3, 64, generator=gen)
+    return train.Batch(obs, actions, old.means, log_stds, advantages,
+                       OldPolicy(old.log_probs, old.values, returns))  # fmt: skip
+
+
+def assert_same_agent(got: train.Agent, want: train.Agent) -> None:
+    for (name, g), w in zip(got.state_dict().items(), want.state_dict().values(), strict=True):
+        assert torch.equal(g, w), name
 
 
 def test_networks_start_as_the_trainer_builds_them_and_evaluate_alike():
@@ -161,7 +269,7 @@ def test_networks_start_as_the_trainer_builds_them_and_evaluate_alike():
     for r, seed in enumerate(seeds):
         torch.manual_seed(seed)
         reference = train.Agent(OBS_DIM, ACT_DIM)
-        assert_same_agent(group.agent(r).double(), reference.double(), atol=0)
+        assert_same_agent(group.agent(r), reference)
         want = reference.float().evaluate(obs[r], actions[r])
         for g, w in zip(got, want, strict=True):
             assert torch.allclose(g[r], w, atol=1e-6)
@@ -177,7 +285,7 @@ def test_run_envs_give_exactly_the_trainers_wrapped_envs_numbers(env_id):
     reference = train.make_envs(train.Args(env_id=env_id, num_envs=num, gamma=gamma))
     envs = run_envs.RunEnvs(env_id, num, gamma)
     seeds = [5, 9, 11]
-    assert np.array_equal(reference.reset(seed=seeds)[0], envs.reset(seeds))
+    assert np.array_equal(reference.reset(seed=seeds)[0], envs.reset(seed=seeds)[0])
     rng = np.random.default_rng(0)
     ends = {"terminated": 0, "truncated": 0}
     for _ in range(420):
@@ -187,22 +295,16 @@ def test_run_envs_give_exactly_the_trainers_wrapped_envs_numbers(env_id):
         for want, have in zip((obs, rewards, terminated, truncated), got[:4], strict=True):
             assert np.array_equal(want, have)
         assert got[0].dtype == obs.dtype == np.float32
-        ended = np.flatnonzero(info["final_info"]["_episode"]) if "final_info" in info else []
-        assert sorted(got[4]) == list(ended)
-        for i in ended:
-            episode = info["final_info"]["episode"]
-            assert got[4][i] == (episode["r"][i], episode["l"][i])
+        assert ("final_info" in info) == ("final_info" in got[4])
+        if "final_info" in info:
+            want, have = info["final_info"], got[4]["final_info"]
+            assert np.array_equal(want["_episode"], have["_episode"])
+            ended = want["_episode"]
+            for key in ("r", "l"):
+                assert np.array_equal(want["episode"][key][ended], have["episode"][key][ended])
         ends["terminated"] += int(terminated.sum())
         ends["truncated"] += int(truncated.sum())
     assert ends["terminated" if env_id == "Hopper-v5" else "truncated"] >= 6
-
-
-def test_adaptive_betas_follow_the_papers_rule_per_run():
-    runs = [train.Args(objective=o, kl_target=0.01) for o in ("adaptive_kl", "adaptive_kl", "fixed_kl", "adaptive_kl")]  # fmt: skip
-    kls = [0.001, 0.1, 0.1, 0.01]
-    got = batched.adapt_kl_betas(runs, [1.0, 1.0, 3.0, 2.0], kls)
-    assert got == [adapt_kl_beta(1.0, 0.001, 0.01), adapt_kl_beta(1.0, 0.1, 0.01), 3.0, 2.0]
-    assert got == [0.5, 2.0, 3.0, 2.0]
 
 
 def test_shared_flags_have_the_trainers_defaults():
@@ -211,6 +313,121 @@ def test_shared_flags_have_the_trainers_defaults():
     for f in fields(batched.Args):
         if f.name in batched.TRAINER_FIELDS:
             assert getattr(batched.Args(), f.name) == getattr(trainer, f.name), f.name
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input, divergence, resume and playable runs: the trainer's behaviour.
+# ---------------------------------------------------------------------------------------------
+
+# The trainer's flags this runner does not have: one env per run, no warm start, no early stop,
+# the group's one checkpoint.
+NOT_BATCHED = {"--num-envs", "--keep-checkpoints", "--init-from", "--target-kl"}
+BATCHED_PROBES = [probe for probe in BAD_VALUES if not NOT_BATCHED & set(probe[0])] + [
+    (["--learning-rate", "nan"], "--learning-rate", "finite"),
+    (["--clip-coef", "inf"], "--clip-coef", "finite"),
+    (["--kl-beta", "nan"], "--kl-beta", "finite"),
+    (["--exp-name", "x/../../escaped"], "--exp-name", "path"),
+]
+
+
+@pytest.mark.parametrize(("argv", "flag", "allowed"), BATCHED_PROBES)
+def test_every_bad_value_the_trainer_refuses_the_batched_runner_refuses_alike(
+    capsys, argv, flag, allowed, runs_dir
+):
+    """The trainer's validation table (tests/test_validation.py) through both CLIs: the same
+    one line, a per-run flag named as the batched runner spells it (--clip-coef: --clip-coefs)."""
+    want = refused(capsys, "ppo_continuous", argv, runs_dir)
+    plural = {**batched.PLURAL, "--exp-name": "--exp-names"}
+    with pytest.raises(SystemExit) as stop:
+        parse_args(batched.Args, batched.validate,
+                   ["--env-id", "Pendulum-v1", "--num-steps", "256", "--num-minibatches", "4",
+                    "--runs-dir", str(runs_dir), *(plural.get(a, a) for a in argv)])  # fmt: skip
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0] == want.replace(f"{flag}:", f"{plural.get(flag, flag)}:", 1)
+
+
+@pytest.mark.parametrize("folder_flag", ["--runs-dir", "--group-dir"])
+def test_a_folder_under_a_file_is_refused_in_one_line(capsys, folder_flag, tmp_path):
+    a_file = tmp_path / "README.md"
+    a_file.write_text("not a folder")
+    with pytest.raises(SystemExit) as stop:
+        parse_args(batched.Args, batched.validate,
+                   ["--env-id", "Pendulum-v1", "--runs-dir", str(tmp_path / "runs"),
+                    folder_flag, str(a_file / "x")])  # fmt: skip
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.startswith(f"error: {folder_flag}: ")
+
+
+def small_group(tmp_path: Path, **flags) -> batched.Args:
+    return batched.Args(env_id="Pendulum-v1", exp_names=("a", "b", "c"), seeds=(1, 2, 3),
+                        objectives=("clip", "none", "adaptive_kl"), num_steps=64,
+                        num_minibatches=2, update_epochs=1, total_timesteps=128,
+                        runs_dir=str(tmp_path / "runs"), group_dir=str(tmp_path / "group"),
+                        **flags)  # fmt: skip
+
+
+def run_folders(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "runs").glob("Pendulum-v1__*"))
+
+
+def test_a_diverged_run_makes_the_group_exit_3_and_keeps_finite_checkpoints(
+    tmp_path, monkeypatch, capsys
+):
+    """Run b's loss turns NaN: b is frozen and written as diverged, a and c finish, the group
+    exits 3 (as the trainer does) with one line, and every run's checkpoint is finite."""
+    loss_of = train.minibatch_loss
+
+    def nan_for_b(*args, **kwargs):
+        loss, stats = loss_of(*args, **kwargs)
+        return loss * torch.tensor([1.0, float("nan"), 1.0]), stats
+
+    monkeypatch.setattr(train, "minibatch_loss", nan_for_b)
+    with pytest.raises(SystemExit) as stop:
+        batched.main(small_group(tmp_path))
+    assert stop.value.code == 3
+    err = capsys.readouterr().err
+    assert "diverged: 1 of 3 runs (Pendulum-v1__b__2__" in err
+    statuses = [
+        json.loads((d / "summary.json").read_text())["status"] for d in run_folders(tmp_path)
+    ]
+    assert statuses == ["finished", "diverged", "finished"]
+    for folder in run_folders(tmp_path):
+        model = torch.load(folder / "checkpoints" / "latest.pt", weights_only=True)["model"]
+        assert all(torch.isfinite(t).all() for t in model.values())
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the stop request was removed
+
+
+def test_resume_refuses_a_changed_flag_and_each_run_plays_in_evaluate(tmp_path, capsys):
+    """A finished group: ``--resume G --total-timesteps N`` is refused in one line naming the
+    flag (it would otherwise do nothing); ``evaluate.py`` plays a run folder of the group."""
+    batched.main(small_group(tmp_path))
+    capsys.readouterr()  # the group's progress bar
+    resume = batched.Args(resume=str(tmp_path / "group"), total_timesteps=256)
+    with pytest.raises(SystemExit) as stop:
+        batched.main(resume, given_flags={"resume", "total_timesteps"})
+    assert stop.value.code == 2
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("error: --total-timesteps: cannot be changed when resuming a group")
+    assert "\n" not in line
+    played = subprocess.run(
+        [sys.executable, str(REPO / "ppo_continuous" / "evaluate.py"), str(run_folders(tmp_path)[2]),
+         "--episodes", "1", "--out", str(tmp_path / "eval.json")],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert played.returncode == 0, played.stderr[-2000:]
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["episodes"] == 1 and result["run_name"].startswith("Pendulum-v1__c__3__")
+
+
+def test_a_runs_checkpoint_is_refused_by_train_resume_in_one_line(tmp_path, capsys):
+    batched.main(small_group(tmp_path))
+    with pytest.raises(SystemExit) as stop:
+        train.main(train.Args(resume=str(run_folders(tmp_path)[0])), {"resume"})
+    assert stop.value.code == 2
+    assert "ppo_continuous.batched_run" in capsys.readouterr().err
 
 
 def run_group(*flags: str, runs_dir: Path) -> subprocess.Popen:
@@ -310,3 +527,29 @@ def test_launcher_batched_smoke_sweep_records_every_run(tmp_path):
         assert row["global_step"] == 512
     again = subprocess.run(flags, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert again.returncode == 0 and "4 in the record" in again.stdout and "0 new" in again.stdout
+
+
+def test_the_launcher_records_the_finished_runs_of_a_group_that_exits_3(tmp_path, monkeypatch):
+    """A group with a diverged run exits 3; the launcher takes each run's outcome from its own
+    summary: the finished runs are recorded as done, the diverged one as diverged, none failed."""
+    from types import SimpleNamespace
+
+    import batched_groups
+    import benchmark
+
+    def planned(seed: int, status: str):
+        return SimpleNamespace(env_id="Pendulum-v1", variant="clip_0.2", seed=seed, state="new",
+                               runs_dir=tmp_path, status=lambda: status)  # fmt: skip
+
+    runs = [planned(1, "finished"), planned(2, "diverged"), planned(3, "finished")]
+    group = batched_groups.Group("Pendulum-v1", tuple(runs), tmp_path / "group", ["true"])
+    monkeypatch.setattr(batched_groups, "make_groups", lambda *args: [group])
+    recorded = []
+    launcher = SimpleNamespace(
+        launch=None, TrainerJob=lambda command, log: None, outcome_of=benchmark.outcome_of,
+        make_executor=lambda args, log_dir: SimpleNamespace(submit=lambda job: "handle"),
+        _finished_code=lambda handle, slurm: 3, record_run=lambda record, run: recorded.append(run),
+    )  # fmt: skip
+    args = SimpleNamespace(group_size=0, workers=1, slurm_partition=None)
+    failed = batched_groups.run_batched(args, runs, tmp_path, None, launcher)
+    assert failed == 0 and recorded == runs

@@ -11,10 +11,8 @@ import sys
 
 import pytest
 from conftest import REPO, fake_run
-
-sys.path.insert(0, str(REPO / "scripts"))
-from curves import finished_run  # noqa: E402
-from welch import backend_gap  # noqa: E402
+from curves import finished_run
+from welch import backend_gap
 
 SCRIPT = str(REPO / "scripts" / "bench_atari_learning.py")
 

@@ -9,10 +9,8 @@ import re
 import subprocess
 import sys
 
+from bench_continuous import published_reference
 from conftest import REPO, fake_run
-
-sys.path.insert(0, str(REPO / "scripts"))
-from bench_continuous import published_reference  # noqa: E402
 
 SCRIPT = str(REPO / "scripts" / "bench_continuous.py")
 

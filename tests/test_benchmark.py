@@ -161,7 +161,6 @@ def test_bad_input_is_a_clear_error(flags, flag, tmp_path):
 
 def test_a_damaged_record_is_refused_naming_its_file_and_line(tmp_path):
     """The launcher rewrites the record, so a cut curve line would be dropped: it refuses instead."""
-    sys.path.insert(0, str(REPO / "scripts"))
     import records
 
     record = records.Record(tmp_path / "record")

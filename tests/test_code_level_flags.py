@@ -105,9 +105,9 @@ def advantages_seen_by_the_loss(monkeypatch, scope: str) -> tuple[train.Args, li
         seen_batch.append(batch.advantages.clone())
         return real_update(agent, optimizer, batch, *rest, **kwargs)
 
-    def spy_loss(config, old, advantages, *rest, **kwargs):
+    def spy_loss(config, old, new, advantages, *rest, **kwargs):
         seen_minibatches.append(advantages.detach().clone())
-        return real_loss(config, old, advantages, *rest, **kwargs)
+        return real_loss(config, old, new, advantages, *rest, **kwargs)
 
     monkeypatch.setattr(train, "update", spy_update)
     monkeypatch.setattr(train, "ppo_loss", spy_loss)

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from conftest import REPO
-
-sys.path.insert(0, str(REPO / "scripts"))
-from curves import episode_returns  # noqa: E402
+from curves import episode_returns
 
 
 def write_session(run_dir: Path, started: int, episodes: list[tuple[int, float]]) -> None:

@@ -7,13 +7,11 @@ import re
 import subprocess
 import sys
 
+import figure3
 import numpy as np
+import report
 from conftest import REPO, summary
-
-sys.path.insert(0, str(REPO / "scripts"))
-import figure3  # noqa: E402
-import report  # noqa: E402
-from records import Record  # noqa: E402
+from records import Record
 
 ALGORITHMS = ("clip_0.2", "trpo", "a2c", "vpg_adaptive", "cem")
 LABELS = ["PPO (Clip)", "TRPO", "A2C", "Vanilla PG, Adaptive", "CEM"]

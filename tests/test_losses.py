@@ -11,6 +11,7 @@ import torch
 from common.losses import (
     LossConfig,
     LossLog,
+    NewPolicy,
     OldPolicy,
     approx_kl,
     clip_fraction,
@@ -148,9 +149,9 @@ def call_ppo_loss(x, objective="clip", clip_coef=0.1, kl_beta=2.0, vf_coef=0.5, 
                   clip_vloss=True):  # fmt: skip
     config = LossConfig(objective, vf_coef, ent_coef, clip_vloss)
     old = OldPolicy(x["old_log_prob"], x["old_values"], x["returns"])
+    new = NewPolicy(log_probs=x["new_log_prob"], entropy=x["entropy"], values=x["new_values"])
     return ppo_loss(
-        config, old, x["advantages"], x["new_log_prob"], x["new_values"], x["entropy"], x["kl"],
-        clip_coef=clip_coef, kl_beta=kl_beta,
+        config, old, new, x["advantages"], x["kl"], clip_coef=clip_coef, kl_beta=kl_beta
     )  # fmt: skip
 
 

@@ -9,10 +9,8 @@ import sys
 
 import numpy as np
 import pytest
+import records
 from conftest import REPO
-
-sys.path.insert(0, str(REPO / "scripts"))
-import records  # noqa: E402
 
 LAUNCHER = str(REPO / "scripts" / "benchmark.py")
 

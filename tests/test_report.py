@@ -8,14 +8,12 @@ import re
 import subprocess
 import sys
 
+import atari_tables
 import numpy as np
 import pytest
+import report
+import table1
 from conftest import REPO, assert_usage_error
-
-sys.path.insert(0, str(REPO / "scripts"))
-import atari_tables  # noqa: E402
-import report  # noqa: E402
-import table1  # noqa: E402
 
 
 def rec(env_id, variant, seed, last, whole=None):
@@ -404,7 +402,6 @@ def test_a_corrupt_summary_is_named_in_a_warning_and_none_readable_is_an_error(t
 
 def write_record(folder):
     """A results record of two Pendulum runs of the smoke preset, each with a curve."""
-    sys.path.insert(0, str(REPO / "scripts"))
     import records
 
     record = records.Record(folder / "smoke")

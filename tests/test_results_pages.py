@@ -36,7 +36,6 @@ def test_every_results_page_is_on_the_site():
 
 
 def test_the_record_holds_runs_of_the_preset_only():
-    sys.path.insert(0, str(REPO / "scripts"))
     from presets import presets
     from records import Record
 

@@ -183,7 +183,6 @@ def test_unreachable_wandb_server_falls_back_to_offline_in_seconds(tmp_path):
     script = tmp_path / "start.py"
     script.write_text(textwrap.dedent(f"""
         import sys, time, warnings
-        sys.path.insert(0, {str(REPO)!r})
         from common.tracking import Tracker, WandbSettings
         start = time.time()
         with warnings.catch_warnings(record=True) as caught:
