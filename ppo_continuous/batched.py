@@ -76,6 +76,7 @@ from common.schedules import linear_anneal
 from common.tracking import Progress, Tracker
 from common.validation import make_env_or_usage_error
 from ppo_continuous import train
+from ppo_continuous.envpool_envs import check_backend, make_run_envs
 from ppo_continuous.run_envs import RunEnvs
 
 TRAINER = "ppo_continuous.batched"
@@ -93,6 +94,8 @@ class Args:
 
     env_id: str = "HalfCheetah-v5"
     """the gymnasium env id every run of the group uses"""
+    env_backend: str = "gymnasium"
+    """gymnasium, or envpool: the same MuJoCo -v5 tasks in C++ (ppo_continuous/envpool_envs.py)"""
     exp_names: tuple[str, ...] = ("ppo_continuous",)
     """each run's experiment name (its variant), part of its run name"""
     seeds: tuple[int, ...] = (1,)
@@ -196,6 +199,7 @@ def validate(args: Args) -> None:
         raise UsageError("--num-minibatches", f"must divide --num-steps {args.num_steps} into "
                          "minibatches of 2 or more samples")  # fmt: skip
     require_registered_env(args.env_id)
+    check_backend(args.env_backend, args.env_id)
     route_mujoco_warnings()
     probe = make_env_or_usage_error(args.env_id)
     is_box = isinstance(probe.action_space, gym.spaces.Box)
@@ -572,7 +576,7 @@ def main(args: Args) -> None:
     )  # fmt: skip
 
     # Each run's env: the trainer's wrapper stack, one env per run, stepped together.
-    envs = RunEnvs(args.env_id, num_runs, args.gamma)
+    envs = make_run_envs(args.env_backend, args.env_id, num_runs, args.gamma)
     obs_dim, act_dim = int(np.prod(envs.obs_shape)), int(np.prod(envs.action_shape))
     agent = BatchedAgent(initial_agents([r.seed for r in runs_args], obs_dim, act_dim))
     parameters = list(agent.parameters())
