@@ -2,6 +2,7 @@
 
     python scripts/check_envpool_equivalence.py                 # the 7 Table 1 tasks, 1000 steps
     python scripts/check_envpool_equivalence.py --env-ids HalfCheetah-v5 --horizon 300 --chaos
+    python scripts/check_envpool_equivalence.py --random-scores   # against random_scores.csv
 
 Each task is made on both sides with no reset noise (``reset_noise_scale=0``), so both start in
 the model's initial state; EnvPool's Reacher-v5 has no such option and draws its goal at random, so
@@ -18,10 +19,13 @@ the tolerances; docs/benchmarks/envpool.md has the figures.
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+from records import RECORDS
 
 from common.cli import UsageError, parse_args
 from common.runtime import route_mujoco_warnings
@@ -132,6 +136,41 @@ def compare(env_id: str, horizon: int, seed: int = 0, chaos: bool = False) -> Co
     return result
 
 
+def envpool_random_scores(env_id: str, episodes: int = 100, seed: int = 0) -> np.ndarray:
+    """The returns of ``episodes`` episodes of uniformly random actions on EnvPool, one env per
+    episode (env i seeded with seed + i), as scripts/measure_random_scores.py does on gymnasium."""
+    pool = make_pool(env_id, [seed + i for i in range(episodes)])
+    space = pool.action_space
+    rng = np.random.default_rng(seed)
+    returns, done = np.zeros(episodes), np.zeros(episodes, dtype=bool)
+    pool.reset()
+    while not done.all():
+        actions = rng.uniform(space.low, space.high, (episodes, *space.shape))
+        _, reward, terminated, truncated, info = pool.step(actions)
+        ids = info["env_id"]
+        returns[ids] += np.where(done[ids], 0.0, reward)  # an ended env's later steps don't count
+        done[ids] |= terminated | truncated
+    pool.close()
+    return returns
+
+
+def compare_random_scores(recorded: Path, episodes: int, seed: int) -> None:
+    """EnvPool's random-policy scores against ``recorded`` (random_scores.csv): the difference of
+    the means and its 95% interval (1.96 standard errors of the difference, Welch)."""
+    print(
+        "| task | gymnasium (recorded) | envpool | difference | 95% interval |\n|---|---|---|---|---|"
+    )
+    with open(recorded) as f:
+        for row in csv.DictReader(f):
+            returns = envpool_random_scores(row["env_id"], episodes, seed)
+            mean, std, n = float(row["score"]), float(row["std"]), int(row["episodes"])
+            diff = returns.mean() - mean
+            half_width = 1.96 * np.sqrt(std**2 / n + returns.std() ** 2 / episodes)
+            verdict = "agree" if abs(diff) <= half_width else "DIFFER"
+            print(f"| {row['env_id']} | {mean:.2f} +- {std:.2f} (n={n}) | {returns.mean():.2f} +- "
+                  f"{returns.std():.2f} (n={episodes}) | {diff:+.2f} | +-{half_width:.2f} ({verdict}) |")  # fmt: skip
+
+
 @dataclass
 class Args:
     env_ids: tuple[str, ...] = SUPPORTED_ENV_IDS
@@ -144,6 +183,10 @@ class Args:
     """observation difference reported as 'steps within'"""
     chaos: bool = False
     """also compare gymnasium with gymnasium whose initial qpos is moved by CHAOS_OFFSET"""
+    random_scores: bool = False
+    """instead, measure random-policy scores on EnvPool and compare them with the recorded ones"""
+    episodes: int = 100
+    """episodes per task for --random-scores"""
 
 
 def validate(args: Args) -> None:
@@ -154,6 +197,9 @@ def validate(args: Args) -> None:
 
 
 def main(args: Args) -> None:
+    if args.random_scores:
+        compare_random_scores(RECORDS / "random_scores.csv", args.episodes, args.seed)
+        return
     print("| task | pair | steps | within tol | max obs diff | max reward diff | end mismatches"
           " | episodes (truncated) |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
     for env_id in args.env_ids:
