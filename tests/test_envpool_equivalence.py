@@ -7,6 +7,7 @@ it is skipped.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -22,7 +23,8 @@ else:
 sys.path.insert(0, str(REPO / "scripts"))
 from check_envpool_equivalence import compare  # noqa: E402
 
-from ppo_continuous.envpool_envs import SUPPORTED_ENV_IDS, EnvPoolRunEnvs  # noqa: E402
+from common.cli import UsageError  # noqa: E402
+from ppo_continuous.envpool_envs import SUPPORTED_ENV_IDS, EnvPoolRunEnvs, check_backend  # noqa: E402
 from ppo_continuous.run_envs import RunEnvs  # noqa: E402
 
 HORIZON = 1000  # steps per task; episodes that end start again from the same state on both sides
@@ -98,3 +100,27 @@ def test_envpool_backend_refuses_an_untested_task_in_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "--env-backend" in result.stderr and "Pendulum-v1" in result.stderr
+
+
+def test_envpool_backend_without_envpool_is_a_usage_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "envpool", None)  # import envpool now raises ImportError
+    with pytest.raises(UsageError, match="--env-backend: envpool is not installed"):
+        check_backend("envpool", "Hopper-v5")
+    check_backend("gymnasium", "Pendulum-v1")  # the default backend needs nothing more
+
+
+def test_real_group_on_envpool_finishes_every_run(tmp_path):
+    """batched.py --env-backend envpool end to end: 2 Hopper runs, 2 iterations of 128 steps."""
+    result = run_trainer(
+        "ppo_continuous", "--env-id", "Hopper-v5", "--env-backend", "envpool",
+        "--exp-names", "clip_0.2", "no_clip", "--seeds", "1", "2", "--objectives", "clip", "none",
+        "--num-steps", "128", "--num-minibatches", "2", "--update-epochs", "1",
+        "--total-timesteps", "256", "--runs-dir", str(tmp_path / "runs"),
+        cwd=tmp_path, script="batched.py", timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    summaries = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/summary.json")]
+    assert len(summaries) == 2
+    for summary in summaries:
+        assert summary["status"] == "finished" and summary["global_step"] == 256
+        assert summary["episodes"] >= 1  # random-ish Hopper episodes end within 128 steps
