@@ -123,6 +123,7 @@ class EnvPoolRunEnvs(RunEnvs):
         )
         self.return_rms.update(self.discounted_reward)
         rewards = np.clip(self._rewards / np.sqrt(self.return_rms.var + EPSILON), -CLIP, CLIP)
+        self.final_obs = next_obs  # an ended episode's last (normalised) observation, for bootstrap
         if episodes:  # same-step autoreset, where EnvPool would reset on the next step
             ended_ids = np.flatnonzero(ended).astype(np.int32)
             reset_obs, reset_info = self.pool.reset(ended_ids)
@@ -135,6 +136,77 @@ class EnvPoolRunEnvs(RunEnvs):
         if self.pool is not None:
             self.pool.close()
             self.pool = None
+
+
+class RunningStatsRow:
+    """Row ``row`` of a ``RunningMeanStds``, read and written as one gymnasium ``RunningMeanStd``
+    (``mean``, ``var``, ``count``): what ``train.normalizers`` gives the checkpoints for env i."""
+
+    def __init__(self, stats: RunningMeanStds, row: int) -> None:
+        self.stats, self.row = stats, row
+
+    def _get(self, name: str) -> Any:
+        return getattr(self.stats, name)[self.row]
+
+    def _set(self, name: str, value: Any) -> None:
+        # A restored statistic is float64, as gymnasium's becomes: promote the whole array.
+        column = getattr(self.stats, name).astype(np.float64)
+        column[self.row] = value
+        setattr(self.stats, name, column)
+
+    mean = property(lambda self: self._get("mean"), lambda self, v: self._set("mean", v))
+    var = property(lambda self: self._get("var"), lambda self, v: self._set("var", v))
+    count = property(lambda self: self._get("count"), lambda self, v: self._set("count", v))
+
+
+class EnvView:
+    """Env i of an ``EnvPoolVectorEnv`` as ``train.normalizers`` reads a wrapped env."""
+
+    def __init__(self, run_envs: EnvPoolRunEnvs, index: int) -> None:
+        self.stats = {"obs_rms": RunningStatsRow(run_envs.obs_rms, index),
+                      "return_rms": RunningStatsRow(run_envs.return_rms, index)}  # fmt: skip
+
+    def get_wrapper_attr(self, name: str) -> Any:
+        return self.stats[name]
+
+
+class EnvPoolVectorEnv:
+    """``EnvPoolRunEnvs`` as the single trainer's vector env (``train.make_envs``): its ``reset``
+    and ``step``, same-step autoreset with ``final_info`` and ``final_obs``, and its numbers."""
+
+    def __init__(self, env_id: str, num_envs: int, gamma: float, **task_kwargs: Any) -> None:
+        self.run_envs = EnvPoolRunEnvs(env_id, num_envs, gamma, **task_kwargs)
+        self.num_envs = num_envs
+        self.single_observation_space = self._space(self.run_envs.obs_shape)
+        self.single_action_space = self.run_envs.action_space
+        self.envs = [EnvView(self.run_envs, i) for i in range(num_envs)]
+
+    @staticmethod
+    def _space(shape: tuple[int, ...]) -> Any:
+        import gymnasium as gym
+
+        return gym.spaces.Box(-np.inf, np.inf, shape, np.float64)
+
+    def reset(self, seed: int) -> tuple[np.ndarray, dict]:
+        """Env i reset with ``seed + i``, as ``SyncVectorEnv`` seeds them."""
+        return self.run_envs.reset([seed + i for i in range(self.num_envs)]), {}
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        obs, rewards, terminations, truncations, episodes = self.run_envs.step(actions)
+        info: dict[str, Any] = {}
+        if episodes:
+            returns, lengths = np.zeros(self.num_envs), np.zeros(self.num_envs, dtype=np.int64)
+            for i, (episode_return, length) in episodes.items():
+                returns[i], lengths[i] = episode_return, length
+            ended = terminations | truncations
+            info["final_info"] = {"episode": {"r": returns, "l": lengths}, "_episode": ended}
+            info["final_obs"] = self.run_envs.final_obs
+        return obs, rewards, terminations, truncations, info
+
+    def close(self) -> None:
+        self.run_envs.close()
 
 
 def make_run_envs(backend: str, env_id: str, num_runs: int, gamma: float) -> RunEnvs:

@@ -49,6 +49,7 @@ from common.run import Run
 from common.runtime import layer_init, route_mujoco_warnings, run_layers
 from common.schedules import linear_anneal
 from common.validation import check_command_line, is_atari_id, make_env_or_usage_error
+from ppo_continuous.envpool_envs import EnvPoolVectorEnv, check_backend
 from ppo_continuous.run_envs import OneSampleRunningMeanStd
 
 
@@ -66,6 +67,8 @@ class Args(RunArgs):
     # Algorithm (defaults: the paper's MuJoCo settings, Table 3, which CleanRL also uses)
     env_id: str = "HalfCheetah-v5"
     """any gymnasium environment with a Box action space"""
+    env_backend: str = "gymnasium"
+    """gymnasium, or envpool: the same MuJoCo -v5 tasks in C++ (ppo_continuous/envpool_envs.py)"""
     total_timesteps: int = 1_000_000
     """total environment steps of the experiment"""
     learning_rate: float = 3e-4
@@ -132,6 +135,11 @@ def validate(args: Args) -> None:
             "use ppo_atari/train.py",
         )
     require_registered_env(args.env_id)
+    check_backend(args.env_backend, args.env_id)
+    if args.env_backend == "envpool" and args.capture_video:
+        raise UsageError(
+            "--capture-video", "records through gymnasium: use --env-backend gymnasium"
+        )
     route_mujoco_warnings()
     probe = make_env_or_usage_error(args.env_id)  # one env, only to read its action type
     action_space = probe.action_space
@@ -154,6 +162,9 @@ def make_envs(
     gymnasium's batched observation wrappers refuse same-step autoreset, and inside each env they
     also normalise ``info["final_obs"]``, which bootstrapping a truncation needs.
     """
+    # EnvPool's C++ tasks, the same numbers; trpo.py and cem.py (their own Args) have no backend
+    if getattr(args, "env_backend", "gymnasium") == "envpool":
+        return EnvPoolVectorEnv(args.env_id, args.num_envs, args.gamma)
     route_mujoco_warnings()
     if video_folder and not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo renders headless through EGL

@@ -24,7 +24,13 @@ sys.path.insert(0, str(REPO / "scripts"))
 from check_envpool_equivalence import compare  # noqa: E402
 
 from common.cli import UsageError  # noqa: E402
-from ppo_continuous.envpool_envs import SUPPORTED_ENV_IDS, EnvPoolRunEnvs, check_backend  # noqa: E402
+from ppo_continuous import train  # noqa: E402
+from ppo_continuous.envpool_envs import (  # noqa: E402
+    SUPPORTED_ENV_IDS,
+    EnvPoolRunEnvs,
+    EnvPoolVectorEnv,
+    check_backend,
+)
 from ppo_continuous.run_envs import RunEnvs  # noqa: E402
 
 HORIZON = 1000  # steps per task; episodes that end start again from the same state on both sides
@@ -124,3 +130,72 @@ def test_real_group_on_envpool_finishes_every_run(tmp_path):
     for summary in summaries:
         assert summary["status"] == "finished" and summary["global_step"] == 256
         assert summary["episodes"] >= 1  # random-ish Hopper episodes end within 128 steps
+
+
+def test_single_trainer_envs_give_the_gymnasium_stacks_numbers():
+    """train.make_envs on envpool against its gymnasium wrapper stack, no reset noise on either:
+    observations, rewards, ends, final_info's episodes, final_obs and the normaliser statistics."""
+    args = train.Args(env_id="Hopper-v5", num_envs=3)
+    reference = train.make_envs(args)
+    for env in reference.envs:
+        env.unwrapped._reset_noise_scale = 0.0
+    pool = EnvPoolVectorEnv("Hopper-v5", 3, args.gamma, reset_noise_scale=0.0)
+    np.testing.assert_allclose(pool.reset(seed=1)[0], reference.reset(seed=1)[0], atol=1e-6)
+    assert train.env_dims(pool) == train.env_dims(reference)
+    rng = np.random.default_rng(1)
+    ended = 0
+    for _ in range(200):
+        actions = rng.uniform(-1.5, 1.5, (3, 3)).astype(np.float32)
+        obs_a, rewards_a, terminated_a, truncated_a, info_a = reference.step(actions)
+        obs_a = obs_a.copy()  # copy=False: the next step overwrites it
+        obs_b, rewards_b, terminated_b, truncated_b, info_b = pool.step(actions)
+        np.testing.assert_allclose(obs_b, obs_a, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(rewards_b, rewards_a, rtol=1e-6)
+        np.testing.assert_array_equal(terminated_b, terminated_a)
+        np.testing.assert_array_equal(truncated_b, truncated_a)
+        assert ("final_info" in info_b) == ("final_info" in info_a)
+        if "final_info" in info_a:
+            mask = info_a["final_info"]["_episode"]
+            np.testing.assert_array_equal(info_b["final_info"]["_episode"], mask)
+            for key in ("r", "l"):
+                np.testing.assert_allclose(info_b["final_info"]["episode"][key][mask],
+                                           info_a["final_info"]["episode"][key][mask], rtol=1e-6)  # fmt: skip
+            for i in np.flatnonzero(mask):
+                np.testing.assert_allclose(
+                    info_b["final_obs"][i], info_a["final_obs"][i], atol=1e-6
+                )
+            ended += int(mask.sum())
+    assert ended > 10
+    stats_a, stats_b = train.normalizers(reference), train.normalizers(pool)
+    assert stats_b.keys() == stats_a.keys()
+    for name, rms in stats_a.items():
+        for field in ("mean", "var", "count"):
+            np.testing.assert_allclose(
+                getattr(stats_b[name], field), getattr(rms, field), rtol=1e-6
+            )
+    reference.close()
+    pool.close()
+
+
+def test_single_trainer_on_envpool_resumes_with_its_normalisers(tmp_path):
+    """train.py --env-backend envpool: a run, then --resume for more steps; the checkpoint's
+    per-env statistics are restored (the resumed run's counts go on from the saved ones)."""
+    import torch
+
+    flags = ["--env-id", "Hopper-v5", "--env-backend", "envpool", "--num-envs", "2",
+             "--num-steps", "64", "--num-minibatches", "2", "--update-epochs", "1",
+             "--runs-dir", str(tmp_path / "runs")]  # fmt: skip
+    result = run_trainer("ppo_continuous", *flags, "--total-timesteps", "256", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    saved = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)["normalizers"]
+    # 2 envs x 128 steps: each env's statistics saw its own 128 steps and its resets
+    first_count = float(saved["obs_rms_0"]["count"])
+    assert first_count > 128
+    result = run_trainer("ppo_continuous", "--resume", str(run_dir), "--total-timesteps", "512",
+                         cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    resumed = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)["normalizers"]
+    assert float(resumed["obs_rms_0"]["count"]) > first_count + 128  # continued, not restarted
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["global_step"] == 512
