@@ -1,4 +1,4 @@
-"""EnvPool's C++ MuJoCo tasks as the batched runner's envs (``--env-backend envpool``).
+"""EnvPool's C++ MuJoCo tasks as the continuous runners' envs (``--env-backend envpool``).
 
 gymnasium's MuJoCo envs spend about two thirds of their time in Python around ``mj_step``
 (``step``, ``_get_obs``, the reward terms, the wrappers). EnvPool (``pip install envpool``) ships
@@ -8,6 +8,7 @@ the same ``-v5`` tasks in C++ and steps a batch of them in one call. ``EnvPoolRu
 ``state_dict``, ``close``), the same normalisations (``RunEnvs``'s own arrays and formulas), the same
 ``ClipAction`` and ``RecordEpisodeStatistics`` semantics, and the same same-step autoreset (EnvPool
 resets an ended env on its next step; here the ended envs are reset in the step that ended them).
+``EnvPoolVectorEnv`` presents them as the single trainer's vector env (``train.make_envs``).
 
 Only the tasks ``scripts/check_envpool_equivalence.py`` has shown to be the same as gymnasium's
 (``tests/test_envpool_equivalence.py``) are allowed; docs/benchmarks/envpool.md has the evidence.
