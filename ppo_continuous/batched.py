@@ -96,6 +96,7 @@ from common.validation import (
     require_writable_dir,
 )
 from ppo_continuous import train
+from ppo_continuous.envpool_envs import check_backend, make_run_envs
 from ppo_continuous.run_envs import RunEnvs
 
 TRAINER = "ppo_continuous.batched"
@@ -114,6 +115,8 @@ class Args:
 
     env_id: str = "HalfCheetah-v5"
     """the gymnasium env id every run of the group uses"""
+    env_backend: str = "gymnasium"
+    """gymnasium, or envpool: the same MuJoCo -v5 tasks in C++ (ppo_continuous/envpool_envs.py)"""
     exp_names: tuple[str, ...] = ("ppo_continuous",)
     """each run's experiment name (its variant), part of its run name"""
     seeds: tuple[int, ...] = (1,)
@@ -227,6 +230,7 @@ def validate(args: Args) -> None:
     if args.group_dir is not None:
         require_writable_dir(args.group_dir, "--group-dir")
     require_continuous_control_id(args.env_id, runner="the batched runner")
+    check_backend(args.env_backend, args.env_id)
     route_mujoco_warnings()
     probe = make_env_or_usage_error(args.env_id)
     is_box = isinstance(probe.action_space, gym.spaces.Box)
@@ -584,7 +588,9 @@ def main(args: Args, given_flags: Collection[str] = ()) -> None:
     )  # fmt: skip
 
     # Each run's env: the trainer's wrapper stack, one env per run, stepped together.
-    envs = RunEnvs(args.env_id, num_runs, args.gamma, args.obs_clip, args.norm_reward)
+    envs = make_run_envs(
+        args.env_backend, args.env_id, num_runs, args.gamma, args.obs_clip, args.norm_reward
+    )
     seeds = [r.seed for r in runs_args]
     agent = BatchedAgent(initial_agents(seeds, *train.env_dims(envs), args.init))
     first = runs_args[0]  # the shared flags are every run's

@@ -32,7 +32,10 @@ def evaluate(eval_args: EvalArgs, given_flags: Collection[str] = ()) -> dict:
         # default; an explicit --no-deterministic still samples.
         eval_args = replace(eval_args, deterministic="deterministic" not in given_flags)
     saved = {k: v for k, v in ckpt.args.items() if k in Args.__dataclass_fields__}
-    args = replace(Args(**saved), num_envs=1, capture_video=eval_args.capture_video)
+    # gymnasium whatever the run trained on: it renders, and EnvPool's tasks are the same
+    args = replace(
+        Args(**saved), num_envs=1, capture_video=eval_args.capture_video, env_backend="gymnasium"
+    )
     try:
         envs = make_envs(args, videos and str(videos), render=eval_args.render)
     except DependencyNotInstalled as err:

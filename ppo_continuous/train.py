@@ -56,6 +56,7 @@ from common.validation import (
     make_env_or_usage_error,
     require_continuous_control_id,
 )
+from ppo_continuous.envpool_envs import EnvPoolVectorEnv, check_backend
 from ppo_continuous.run_envs import OneSampleRunningMeanStd
 
 
@@ -74,6 +75,8 @@ class Args(CodeLevelArgs):
     # Algorithm (defaults: the paper's MuJoCo settings, Table 3, which CleanRL also uses)
     env_id: str = "HalfCheetah-v5"
     """any gymnasium environment with a Box action space"""
+    env_backend: str = "gymnasium"
+    """gymnasium, or envpool: the same MuJoCo -v5 tasks in C++ (ppo_continuous/envpool_envs.py)"""
     total_timesteps: int = 1_000_000
     """total environment steps of the experiment"""
     learning_rate: float = 3e-4
@@ -139,6 +142,11 @@ def validate(args: Args) -> None:
     if args.resume or args.init_from:
         return  # the checkpoint is checked when it is opened, before any env is built
     require_continuous_control_id(args.env_id)
+    check_backend(args.env_backend, args.env_id)
+    if args.env_backend == "envpool" and args.capture_video:
+        raise UsageError(
+            "--capture-video", "records through gymnasium: use --env-backend gymnasium"
+        )
     route_mujoco_warnings()
     probe = make_env_or_usage_error(args.env_id)  # one env, only to read its action type
     action_space = probe.action_space
@@ -161,6 +169,11 @@ def make_envs(
     gymnasium's batched observation wrappers refuse same-step autoreset, and inside each env they
     also normalise ``info["final_obs"]``, which bootstrapping a truncation needs.
     """
+    # EnvPool's C++ tasks, the same numbers; trpo.py and cem.py (their own Args) have no backend
+    if getattr(args, "env_backend", "gymnasium") == "envpool":
+        return EnvPoolVectorEnv(
+            args.env_id, args.num_envs, args.gamma, args.obs_clip, args.norm_reward
+        )
     route_mujoco_warnings()
     if video_folder and not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo renders headless through EGL

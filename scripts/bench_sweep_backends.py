@@ -1,0 +1,141 @@
+"""Table 1's sweep shape on each env backend: aggregate SPS and the projected wall time of the sweep.
+
+    python scripts/bench_sweep_backends.py                       # 2 iterations per group
+    python scripts/bench_sweep_backends.py --iterations 5 --backends envpool
+
+Table 1 runs as groups of the batched runner (``benchmark.py --preset paper-table1 --batched``):
+one group per task of its 11 settings, two groups at a time on two cores. This runs that shape,
+the Hopper-v5 and HalfCheetah-v5 groups (seed 1, the preset's flags) side by side, for a few
+iterations, once with each backend, and reads each run's ``summary.json`` (steps, and the group's
+wall time from its first step, so start-up is not counted). The aggregate SPS is the two groups'
+steps per second together; the projection is the sweep's 231 runs x 1M steps at that rate (the
+other five tasks cost about as much per step or less). docs/benchmarks/envpool.md has the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+from presets import TABLE1_VARIANTS, presets
+
+from common.cli import UsageError, parse_args
+from ppo_continuous import batched, train
+from ppo_continuous.envpool_envs import BACKENDS, check_backend
+
+TASKS = ("Hopper-v5", "HalfCheetah-v5")
+SWEEP_RUNS = 7 * len(TABLE1_VARIANTS) * 3  # 7 tasks x 11 settings x 3 seeds = 231
+SWEEP_STEPS = 1_000_000  # per run
+
+
+@dataclass
+class Args:
+    iterations: int = 2
+    """iterations of each group (2,048 steps of each of its 11 runs each)"""
+    backends: tuple[str, ...] = BACKENDS
+    """the env backends to compare"""
+
+
+def validate(args: Args) -> None:
+    if args.iterations <= 0:
+        raise UsageError("--iterations", f"must be positive, got {args.iterations}")
+    for backend in args.backends:
+        for task in TASKS:
+            check_backend(backend, task)
+
+
+def group_command(task: str, backend: str, steps: int, runs_dir: Path) -> list[str]:
+    """The batched runner's command for Table 1's 11 settings on ``task``, seed 1, ``steps`` each."""
+    preset = presets()["paper-table1"]
+    common = [f for f in preset.common_flags if f not in ("--total-timesteps", "1000000")]
+    settings = [
+        tyro.cli(
+            train.Args,
+            args=[
+                "--env-id",
+                task,
+                "--total-timesteps",
+                str(steps),
+                *common,
+                *flags,
+                "--exp-name",
+                variant,
+                "--seed",
+                "1",
+            ],
+        )  # fmt: skip
+        for variant, flags in preset.variants.items()
+    ]
+    command = batched.command_for(settings, runs_dir / "groups" / task, save_every=10**6)
+    return [*command, "--runs-dir", str(runs_dir), "--env-backend", backend]
+
+
+def phase_seconds(run_dir: Path) -> tuple[float, float]:
+    """(rollout, update) seconds of a group's iterations, summed, from a run's TensorBoard log."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return tuple(
+        sum(e.value for e in events.Scalars(f"charts/{name}_seconds"))
+        for name in ("rollout", "update")
+    )
+
+
+@dataclass
+class Measured:
+    sps: float  # both groups' steps per second, added
+    steps: int
+    rollout_seconds: float  # summed over both groups' iterations
+    update_seconds: float
+
+
+def run_side_by_side(backend: str, iterations: int) -> Measured:
+    """Both groups at once on ``backend``, measured from the runs' summaries and logs."""
+    steps = iterations * train.Args().num_steps
+    with tempfile.TemporaryDirectory() as folder:
+        processes = []
+        for task in TASKS:
+            runs_dir = Path(folder) / task
+            command = group_command(task, backend, steps, runs_dir)
+            processes.append(subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.PIPE, text=True))  # fmt: skip
+        measured = Measured(0.0, 0, 0.0, 0.0)
+        for task, process in zip(TASKS, processes, strict=True):
+            _, err = process.communicate()
+            if process.returncode != 0:
+                raise SystemExit(f"{task} on {backend} failed (exit {process.returncode}): {err}")
+            paths = sorted((Path(folder) / task).glob("*/summary.json"))
+            summaries = [json.loads(p.read_text()) for p in paths]
+            group_steps = sum(s["global_step"] for s in summaries)
+            measured.sps += group_steps / max(s["wall_time_s"] for s in summaries)
+            measured.steps += group_steps
+            rollout, update = phase_seconds(paths[0].parent)
+            measured.rollout_seconds += rollout
+            measured.update_seconds += update
+    return measured
+
+
+def main(args: Args) -> None:
+    print(f"{len(TASKS)} groups of {len(TABLE1_VARIANTS)} runs ({', '.join(TASKS)}) side by side, "
+          f"{args.iterations} iterations each")  # fmt: skip
+    print("| backend | aggregate SPS | steps | rollout / update s (both groups) | wall (s) |"
+          " projected Table 1 (231 x 1M steps) |\n|---|---|---|---|---|---|")  # fmt: skip
+    for backend in args.backends:
+        start = time.time()
+        m = run_side_by_side(backend, args.iterations)
+        hours = SWEEP_RUNS * SWEEP_STEPS / m.sps / 3600
+        print(
+            f"| {backend} | {m.sps:,.0f} | {m.steps:,} | {m.rollout_seconds:.1f} / "
+            f"{m.update_seconds:.1f} | {time.time() - start:.0f} | {hours:.1f} h |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main(parse_args(Args, validate))
