@@ -34,7 +34,8 @@ class EvalArgs:
     render: bool = False
     """watch the agent play in a window (needs a display; see --capture-video for none)"""
     out: str | None = None
-    """where to write the JSON result: a file, or a folder for eval.json (default: the run folder)"""
+    """where to write the JSON result: a file, or a folder for a new eval-{time}.json (default: the
+    run folder)"""
     cuda: bool = True
     """use CUDA when it is available"""
 
@@ -99,11 +100,18 @@ def video_folder(args: EvalArgs, ckpt: Checkpoint) -> Path | None:
 
 
 def output_file(args: EvalArgs, ckpt: Checkpoint) -> Path:
-    """``--out`` (a file, or a folder to hold eval.json), by default eval.json in the run folder."""
-    if args.out is None:
-        return ckpt.file.parent.parent / "eval.json"
-    out = Path(args.out)
-    return out / "eval.json" if out.is_dir() else out
+    """``--out`` if it is a file; otherwise a new ``eval-<time>.json`` in the ``--out`` folder or,
+    by default, the run folder, so that one evaluation never replaces another's result (a
+    1-episode ``--render`` would otherwise overwrite a 10-episode score)."""
+    folder = run_folder(ckpt) if args.out is None else Path(args.out)
+    if args.out is not None and not folder.is_dir():
+        return folder
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out, copies = folder / f"eval-{stamp}.json", 1
+    while out.exists():  # two evaluations in the same second
+        copies += 1
+        out = folder / f"eval-{stamp}-{copies}.json"
+    return out
 
 
 def report(

@@ -26,7 +26,9 @@ def evaluate(eval_args: EvalArgs) -> dict:
     saved = {k: v for k, v in ckpt.args.items() if k in Args.__dataclass_fields__}
     args = replace(Args(**saved), num_envs=1, capture_video=eval_args.capture_video)
     try:
-        envs = make_envs(args, videos and str(videos), render=eval_args.render)
+        envs = make_envs(
+            args, videos and str(videos), eval_args.render, video_episodes=eval_args.episodes
+        )
     except DependencyNotInstalled as err:
         exit_usage(f"checkpoint: {missing_dependency_message(args.env_id, err)}")
     stats = normalizers(envs)
