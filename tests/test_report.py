@@ -246,8 +246,8 @@ def test_short_and_diverged_runs_are_reported_not_a_crash(tmp_path):
     assert "2 runs (1 diverged, 1 finished)" in text
     # Random -1600: clip_0.2 is the best (1.00); no_clip (-1500 - -1600) / 500 = 0.20, 1 diverged.
     assert re.search(
-        r"\| No clipping or penalty \| 0\.20 \| \[0\.20, 0\.20\] \| -0\.80 \[-0\.80, -0\.80\] \| 1 \| 1 "
-        r"\| 2 \| -0\.39 \| 11 \|",
+        r"\| No clipping or penalty \| 0\.20 \| -0\.39 \| 2 \| 11 \| \[0\.20, 0\.20\] "
+        r"\| -0\.80 \[-0\.80, -0\.80\] \| 1 \| 1 \|",
         text,
     ), text
     assert "nan" not in text.lower()
