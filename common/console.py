@@ -7,6 +7,7 @@ the bar is closed, so neither is glued onto the bar's line.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,25 @@ def _scores_line(summary: dict[str, Any]) -> str:
     )
 
 
+def has_display() -> bool:
+    """Whether a window can open here: an X11 or Wayland display is set."""
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _play_lines(trainer: str, run_dir: str | Path) -> list[str]:
+    """The commands that show the trained agent: in a window, and as an mp4 that needs no display."""
+    evaluate = f"python {trainer}/evaluate.py {run_dir}"
+    # Without a display --render is refused in one line; xvfb-run gives it a virtual one (to
+    # watch through VNC), and the video needs none.
+    no_display = (
+        "" if has_display() else "   (no display here: prefix xvfb-run -a, or record video)"
+    )
+    return [
+        f"  watch it play: {evaluate} --render" + no_display,
+        f"  record video:  {evaluate} --capture-video --episodes 1",
+    ]
+
+
 def end_lines(
     summary: dict[str, Any],
     run_dir: str | Path,
@@ -86,7 +106,7 @@ def end_lines(
         lines.append(f"  continue it:   {launcher} {train_script} --resume {run_dir}")
     lines.append(f"  curves:        tensorboard --logdir {Path(run_dir).parent}")
     if status != "diverged" or Path(run_dir, "checkpoints", "latest.pt").is_file():
-        lines.append(f"  watch it play: python {trainer}/evaluate.py {run_dir}")
+        lines += _play_lines(trainer, run_dir)
     if wandb_sync_dir:
         lines.append(f"  upload to W&B: wandb sync {wandb_sync_dir}")
     return lines

@@ -35,7 +35,8 @@ class EvalArgs:
     render: bool = False
     """watch the agent play in a window (needs a display; see --capture-video for none)"""
     out: str | None = None
-    """where to write the JSON result: a file, or a folder for eval.json (default: the run folder)"""
+    """where to write the JSON result: a file, or a folder for a new eval-{time}.json (default: the
+    run folder)"""
     cuda: bool = True
     """use CUDA when it is available"""
 
@@ -104,15 +105,23 @@ def video_folder(args: EvalArgs, ckpt: Checkpoint) -> Path | None:
 
 
 def output_file(args: EvalArgs, ckpt: Checkpoint) -> Path:
-    """``--out`` (a file, or a folder to hold eval.json), by default eval.json in the run folder."""
-    if args.out is None:
-        return ckpt.file.parent.parent / "eval.json"
-    out = Path(args.out)
-    return out / "eval.json" if out_is_folder(args.out) else out
+    """``--out`` if it names a file; otherwise a new ``eval-<time>.json`` in the ``--out`` folder
+    (one that exists, or a name ending with a slash) or, by default, the run folder, so that one
+    evaluation never replaces another's result (a 1-episode ``--render`` would otherwise
+    overwrite a 10-episode score)."""
+    if args.out is not None and not out_is_folder(args.out):
+        return Path(args.out)
+    folder = run_folder(ckpt) if args.out is None else Path(args.out)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out, copies = folder / f"eval-{stamp}.json", 1
+    while out.exists():  # two evaluations in the same second
+        copies += 1
+        out = folder / f"eval-{stamp}-{copies}.json"
+    return out
 
 
 def out_is_folder(out: str) -> bool:
-    """``--out`` names a folder (for eval.json) when it is one, or ends with a slash (a new one)."""
+    """``--out`` names a folder when it is one, or ends with a slash (a new one)."""
     return out.endswith(("/", os.sep)) or Path(out).is_dir()
 
 

@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import signal
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -105,6 +108,7 @@ def make_atari_envs(
     """
     fire_on_life_loss = spec.fire_on_life_loss(fire_on_life_loss)
     if render:
+        quiet_ale_window()
         envs = _gymnasium_vector_env(spec, num_envs, False, video_folder, fire_on_life_loss, True)
     elif backend == "ale_vector":
         envs = NativeAtariEnvs(spec, num_envs, fire_on_life_loss)
@@ -118,6 +122,18 @@ def make_atari_envs(
         envs = RecordEnvZero(envs, video_folder)
     envs.action_space.seed(seed)
     return envs
+
+
+def quiet_ale_window() -> None:
+    """Keep the ALE's window from burying the evaluation's result line in noise: its banner
+    ("A.L.E: Arcade Learning Environment ...") and, on a Linux machine with no sound card,
+    SDL's ALSA errors when the window turns its sound on. A sound card, or SDL_AUDIODRIVER set
+    by the user, keeps the game's sound."""
+    import ale_py
+
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
+    if sys.platform.startswith("linux") and not Path("/dev/snd").is_dir():
+        os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 
 def single_game(spec: AtariSpec, stack_num: int, **options):

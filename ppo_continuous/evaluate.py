@@ -37,7 +37,9 @@ def evaluate(eval_args: EvalArgs, given_flags: Collection[str] = ()) -> dict:
         Args(**saved), num_envs=1, capture_video=eval_args.capture_video, env_backend="gymnasium"
     )
     try:
-        envs = make_envs(args, videos and str(videos), render=eval_args.render)
+        envs = make_envs(
+            args, videos and str(videos), eval_args.render, video_episodes=eval_args.episodes
+        )
     except DependencyNotInstalled as err:
         exit_usage(f"checkpoint: {missing_dependency_message(args.env_id, err)}")
     stats = normalizers(envs)

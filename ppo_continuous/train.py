@@ -160,11 +160,16 @@ def validate(args: Args) -> None:
 
 
 def make_envs(
-    args: Args, video_folder: str | None = None, render: bool = False
+    args: Args,
+    video_folder: str | None = None,
+    render: bool = False,
+    video_episodes: int | None = None,
 ) -> gym.vector.VectorEnv:
     """N envs that reset in the same step as they end, so no transition is a dummy reset step.
 
-    ``video_folder`` records env 0's episodes as mp4; ``render`` shows env 0 in a window.
+    ``video_folder`` records env 0's episodes as mp4 (gymnasium's schedule: episodes 0, 1, 8, 27,
+    ...; ``video_episodes``: the first that many, so that the episode an evaluation's last one
+    starts by resetting is not saved as a stray clip); ``render`` shows env 0 in a window.
     The normalisations are per-env gymnasium wrappers (as in CleanRL) rather than batched ones:
     gymnasium's batched observation wrappers refuse same-step autoreset, and inside each env they
     also normalise ``info["final_obs"]``, which bootstrapping a truncation needs.
@@ -183,7 +188,8 @@ def make_envs(
         def thunk() -> gym.Env:
             env = gym.make(args.env_id, render_mode=env0_render_mode if index == 0 else None)
             if video_folder and index == 0:
-                env = gym.wrappers.RecordVideo(env, video_folder, disable_logger=True)
+                trigger = video_episodes and (lambda episode: episode < video_episodes)
+                env = gym.wrappers.RecordVideo(env, video_folder, trigger, disable_logger=True)
             # --8<-- [start:env_wrappers]
             env = gym.wrappers.RecordEpisodeStatistics(env)  # raw returns, before any scaling
             env = gym.wrappers.ClipAction(env)  # the env gets clipped actions; we store unclipped

@@ -37,6 +37,20 @@ from common.cli import UsageError, exit_usage, parse_args, require_positive
 from common.scores import game_name, human_random_scores
 
 RESULTS = REPO / "docs" / "results"
+# A results page's heading (and the browser tab's title) says what the page is, not its file name.
+PAGE_TITLES = {
+    "paper-table1": "Table 1: the surrogate objectives on MuJoCo",
+    "paper-figure3": "Figure 3: PPO against TRPO, A2C, vanilla PG and CEM",
+    "paper-atari49": "Tables 2 and 6: PPO on 49 Atari games",
+    "paper-table1-2017": "Table 1 under the 2017 code's setup",
+    "paper-table1-ablation": "The ablation: one 2017 choice at a time",
+    "paper-figure3-2017": "Figure 3's PPO and TRPO under the 2017 code's setup",
+}
+# A curve plot can hold Table 1's 11 settings, one more than matplotlib's 10 default colours: each
+# setting gets its own colour (the baseline without clipping or penalty black), and its objective
+# family its own line style, so no two curves look alike.
+FAMILY_LINESTYLES = {"clip": "-", "adaptive_kl": "--", "fixed_kl": "-."}
+BASELINE_VARIANT = "no_clip"
 
 
 @dataclass
@@ -183,22 +197,47 @@ def mean_curve(ax, curves: list[tuple[list, list]], **style: Any):
     return line
 
 
+def curve_styles(variants: list[str]) -> dict[str, dict[str, Any]]:
+    """A distinct colour and line style for each variant, the same in every plot of a page."""
+    styles, colour = {}, 0
+    for variant in variants:
+        if variant == BASELINE_VARIANT:
+            styles[variant] = {"color": "black", "linestyle": ":"}
+            continue
+        family = next((f for f in FAMILY_LINESTYLES if variant.startswith(f + "_")), None)
+        styles[variant] = {
+            "color": f"C{colour % 10}",
+            "linestyle": FAMILY_LINESTYLES.get(family, "-"),
+        }
+        colour += 1
+    if colour > 10:  # more than ten colours wrap around: the line style keeps them apart
+        for i, variant in enumerate(v for v in variants if v != BASELINE_VARIANT):
+            styles[variant]["linestyle"] = ("-", "--", "-.", ":")[i // 10 % 4]
+    return styles
+
+
 def learning_curves(rows: list[dict[str, Any]], img_dir: Path) -> list[Path]:
     """One PNG per env: episodic return against steps, one line per variant (mean over seeds,
-    with the range over seeds shaded)."""
+    with the range over seeds shaded), the legend beside the plot in a readable size."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     paths = []
-    for env_id, variants in sorted(curves_by_env(rows).items()):
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        for variant in sorted(variants, key=lambda v: (variant_order(v), v)):
+    by_env = curves_by_env(rows)
+    every_variant = sorted({v for variants in by_env.values() for v in variants},
+                           key=lambda v: (variant_order(v), v))  # fmt: skip
+    styles = curve_styles(every_variant)
+    for env_id, variants in sorted(by_env.items()):
+        fig, ax = plt.subplots(figsize=(8, 3.6))
+        for variant in (v for v in every_variant if v in variants):
             curves = variants[variant]
-            mean_curve(ax, curves, label=f"{variant} (n={len(curves)})", linewidth=1)
+            mean_curve(ax, curves, label=f"{variant} (n={len(curves)})", linewidth=1.3,
+                       **styles[variant])  # fmt: skip
         ax.set(title=env_id, xlabel="environment steps", ylabel="episodic return")
-        ax.legend(fontsize=6, ncol=2)
+        ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+                  handlelength=2.6)  # fmt: skip
         fig.tight_layout()
         path = img_dir / f"curve_{env_id.replace('/', '-')}.png"
         fig.savefig(path, dpi=100, metadata={"Software": None})
@@ -236,15 +275,15 @@ def figure3_figure(rows: list[dict[str, Any]]):
             if curves.get(variant):
                 label = figure3.algorithm_label(variant)
                 mean_curve(ax, curves[variant], label=label, color=f"C{i}", linewidth=1)
-        ax.set_title(env_id, fontsize=9)
-        ax.set_xlabel("environment steps", fontsize=7)
-        ax.set_ylabel("episodic return", fontsize=7)
-        ax.tick_params(labelsize=6)
-        ax.xaxis.get_offset_text().set_fontsize(6)
+        ax.set_title(env_id, fontsize=10)
+        ax.set_xlabel("environment steps", fontsize=8)
+        ax.set_ylabel("episodic return", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.xaxis.get_offset_text().set_fontsize(7)
     drawn = {line.get_label(): line for ax in panels for line in ax.get_lines()}
     labels = [figure3.algorithm_label(v) for v in variants if figure3.algorithm_label(v) in drawn]
     legend_at = spare[0] if spare else panels[-1]
-    legend_at.legend([drawn[label] for label in labels], labels, fontsize=7,
+    legend_at.legend([drawn[label] for label in labels], labels, fontsize=10,
                      loc="center" if spare else "best")  # fmt: skip
     fig.tight_layout()
     return fig, panels
@@ -311,18 +350,23 @@ def write_page(
     expected_runs: int | None = None,
     superseded: list[dict[str, Any]] = (),
     sections: list[str] = (),
+    site_page: bool = False,
 ) -> list[Path]:
     """Write one Markdown page (tables, then plots linked relative to the page); returns the plots.
     ``superseded``: the page's own runs of a shared setting that the page shows from the other
     record instead, listed so that none goes unmentioned. ``sections``: the page's own Markdown
-    (the setups' comparison; the ablation's table, which replaces the generic Table 1)."""
+    (the setups' comparison; the ablation's table, which replaces the generic Table 1).
+    ``site_page``: a page of the documentation site (docs/results/), laid out for it."""
     img_dir.mkdir(parents=True, exist_ok=True)
     atari = [r for r in rows if is_atari(r["env_id"])]
     mujoco = [r for r in rows if r not in atari]
     statuses = defaultdict(int)
     for r in rows:
         statuses[r.get("status") or "unknown"] += 1
-    lines = [f"# {title}", "",
+    # The results pages hide the site's right-hand table of contents (they have few headings):
+    # their wide tables then fit a 1280-px screen with the paper's columns in view.
+    front_matter = ["---", "hide:", "  - toc", "---", ""] if site_page else []
+    lines = [*front_matter, f"# {title}", "",
              f"{len(rows)} runs ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}); "
              f"{len(atari)} Atari, {len(mujoco)} other.", ""]  # fmt: skip
     lines += runs_lines(rows) + superseded_lines(superseded)
@@ -385,8 +429,9 @@ def main(args: Args) -> None:
         rows = [r for r in rows if not r.get("superseded_by")]
         expected = expected_runs([folder.name for folder in records])
         plots = write_page(
-            rows, args, f"Results: {preset}", out / f"{preset}.md", out / "img" / preset, expected,
-            superseded, setup_sections(preset, Path(args.record_dir), rows, args),
+            rows, args, PAGE_TITLES.get(preset, f"Results: {preset}"), out / f"{preset}.md",
+            out / "img" / preset, expected, superseded,
+            setup_sections(preset, Path(args.record_dir), rows, args), site_page=True,
         )  # fmt: skip
         if args.wandb:
             publish_to_wandb(args, preset, out, rows, plots, page=out / f"{preset}.md")

@@ -531,9 +531,10 @@ def test_no_numbered_checkpoints_keeps_latest_alone_and_resumes(runs_dir, tmp_pa
 
 
 def test_evaluate_refuses_zero_episodes(pendulum_run, tmp_path):
+    before = set(pendulum_run.glob("eval*.json"))
     result = run_evaluate(pendulum_run, "--episodes", "0", cwd=tmp_path)
     assert_usage_error(result, "--episodes")
-    assert not (pendulum_run / "eval.json").exists()
+    assert set(pendulum_run.glob("eval*.json")) == before
 
 
 def test_evaluate_out_a_folder_writes_eval_json_into_it(pendulum_run, tmp_path):
@@ -541,7 +542,20 @@ def test_evaluate_out_a_folder_writes_eval_json_into_it(pendulum_run, tmp_path):
     out.mkdir()
     result = run_evaluate(pendulum_run, "--episodes", "1", "--out", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads((out / "eval.json").read_text())["episodes"] == 1
+    (written,) = out.glob("eval-*.json")
+    assert json.loads(written.read_text())["episodes"] == 1
+
+
+def test_evaluations_keep_each_result(pendulum_run, tmp_path):
+    """A second evaluation (here one episode, as a quick --render would be) writes a file of its
+    own beside the first's instead of replacing it."""
+    run = _copy_run(pendulum_run, tmp_path)
+    for episodes in ("2", "1"):
+        result = run_evaluate(run, "--episodes", episodes, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+    written = sorted(run.glob("eval-*.json"), key=lambda p: p.stat().st_mtime_ns)
+    assert [json.loads(p.read_text())["episodes"] for p in written] == [2, 1]
+    assert f"wrote {written[-1]}" in result.stdout
 
 
 def test_evaluate_out_a_new_folder_with_a_slash_writes_eval_json_into_it(pendulum_run, tmp_path):
@@ -562,7 +576,8 @@ def test_evaluate_capture_video_writes_into_the_run_folder(pendulum_run, tmp_pat
     result = run_evaluate(pendulum_run, "--episodes", "1", "--capture-video", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (folder,) = (pendulum_run / "videos").glob("eval-*")
-    assert sorted(folder.glob("*.mp4")), list(folder.iterdir())
+    # One episode, one clip: not also the first frame of the episode its end reset into.
+    assert [p.name for p in folder.glob("*.mp4")] == ["rl-video-episode-0.mp4"]
     assert f"videos in {folder}" in result.stdout
     assert not (tmp_path / "videos").exists()
 

@@ -8,12 +8,15 @@ PPO_REQUIRE_CHROMIUM=1, which turns the skip into a failure (so does CI=true).
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import html
 import http.server
 import importlib.util
+import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -290,3 +293,156 @@ def test_browser_check_fails_without_katex(tmp_path):
     problems = math_problems(dumped.stdout, static)
     assert any("KaTeX typeset 0 of" in p for p in problems), problems
     assert any("raw TeX" in p for p in problems), problems
+
+
+# The README is the front page; everything else lives once, in the site
+
+
+README = REPO / "README.md"
+
+
+def markdown_files() -> list[Path]:
+    return [README, *sorted((REPO / "docs").rglob("*.md"))]
+
+
+def paragraphs(path: Path) -> list[str]:
+    """The prose paragraphs and table rows of a Markdown file, whitespace collapsed; code blocks,
+    headings, include lines and short lines (a label, a link list entry) left out."""
+    text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.M | re.S)
+    blocks = [" ".join(block.split()) for block in re.split(r"\n\s*\n", text)]
+    pieces = []
+    for block in blocks:
+        rows = block.split("| |") if block.startswith("|") else [block]
+        pieces += [p for p in rows if len(p) >= 80 and not p.startswith(("#", "--8<--"))]
+    return pieces
+
+
+def test_readme_is_a_front_page():
+    """At most ~150 lines, the CPU-torch note before the two commands (the main job, then the
+    tests), and the site's table of contents on the first screen."""
+    lines = README.read_text().splitlines()
+    assert len(lines) <= 150, f"README.md has {len(lines)} lines"
+    main_job = next(i for i, line in enumerate(lines) if "ppo_atari/train.py" in line)
+    tests = next(i for i, line in enumerate(lines) if line.endswith("python -m pytest -q"))
+    cpu_note = next(i for i, line in enumerate(lines) if "download.pytorch.org/whl/cpu" in line)
+    assert cpu_note < main_job < tests
+    first_screen = "\n".join(lines[:40])
+    for page in ("docs/walkthrough.md", "docs/usage.md", "docs/results/index.md"):
+        assert f"]({page}" in first_screen, page
+
+
+def test_no_paragraph_is_in_both_the_readme_and_the_site():
+    """The site includes what it shares with the README from it (``--8<-- "README.md:..."``), so
+    the two cannot drift apart."""
+    in_docs = {p for page in markdown_files()[1:] for p in paragraphs(page)}
+    # The Table 1 headline is quoted from its page on purpose (tests/test_results_pages.py).
+    shared = [p for p in paragraphs(README) if p in in_docs and not p.startswith("**Headline (")]
+    assert shared == []
+
+
+def documented_commands() -> list[tuple[str, list[str]]]:
+    """Every ``python <script>.py ...`` command of the README and the docs (code blocks and inline
+    code), as (script, flags), the placeholders of run folders included."""
+    commands = []
+    for path in markdown_files():
+        text = path.read_text()
+        spans = re.findall(r"^```bash\n(.*?)^```", text, flags=re.M | re.S)
+        spans += re.findall(r"`((?:python|xvfb-run|torchrun)[^`\n]*)`", text)
+        for span in spans:
+            for line in span.replace("\\\n", " ").splitlines():
+                for segment in re.split(r"&&|\|\|", line):
+                    words = shlex.split(segment.replace("<", "_").replace(">", "_"), comments=True)
+                    scripts = [i for i, w in enumerate(words) if w.endswith(".py")]
+                    if scripts and words[scripts[0]] == "main.py":
+                        continue  # PPO-for-Beginners' own command, beside ours in the map
+                    if scripts and "python" in " ".join(words[: scripts[0]]) + "torchrun":
+                        flags = [
+                            w.split("=")[0] for w in words[scripts[0] + 1 :] if w.startswith("--")
+                        ]
+                        commands.append((words[scripts[0]], flags))
+    return commands
+
+
+def help_of(script: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / script), "--help"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_every_documented_command_runs_and_knows_its_flags():
+    """``--help`` of each script the README and the site give a command for exits 0, and names
+    every flag those commands use (a renamed flag fails here, not on a reader's machine)."""
+    commands = documented_commands()
+    scripts = sorted({script for script, _ in commands})
+    assert "ppo_continuous/train.py" in scripts and "scripts/benchmark.py" in scripts
+    for script in scripts:
+        assert (REPO / script).is_file(), f"{script} is documented but does not exist"
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        helps = dict(zip(scripts, pool.map(help_of, scripts), strict=True))
+    unknown = []
+    for script, result in helps.items():
+        assert result.returncode == 0, f"{script} --help: {result.stderr[-1000:]}"
+    for script, flags in commands:
+        known = helps[script].stdout
+        unknown += [
+            f"{script} {flag}" for flag in flags if not re.search(rf"{flag}(?![\w-])", known)
+        ]
+    assert unknown == []
+
+
+# The results pages as a reader sees them on a laptop screen
+
+LAPTOP = (1280, 900)  # px: a common laptop screen, the browser window's inner size
+# Loads a page of the site in a frame of the laptop's size and writes, once laid out, what a reader
+# would have to scroll sideways for: each table wider than its box, and where the column named
+# "paper" ends. --dump-dom then prints it in the element #layout.
+LAYOUT_PROBE = """<!doctype html><html><body style="margin:0">
+<iframe id="page" src="PAGE" style="width:WIDTHpx;height:HEIGHTpx;border:0"></iframe>
+<pre id="layout">not measured</pre>
+<script>
+document.getElementById("page").addEventListener("load", () => setTimeout(() => {
+  const doc = document.getElementById("page").contentDocument;
+  const view = doc.documentElement.clientWidth;
+  const tables = [...doc.querySelectorAll(".md-typeset table")].map((table, i) => {
+    const box = table.closest(".md-typeset__scrollwrap") || table.parentElement;
+    const heads = [...table.querySelectorAll("th")].map((th) => th.textContent.trim());
+    const paper = [...table.querySelectorAll("th")].find((th) => th.textContent.trim() === "paper");
+    return {index: i, heads: heads, scrolls: box.scrollWidth > box.clientWidth + 1,
+            paper_right: paper ? paper.getBoundingClientRect().right : null};
+  });
+  document.getElementById("layout").textContent = JSON.stringify({view: view, tables: tables});
+}, 500));
+</script></body></html>"""
+
+
+def laid_out(url: str, site: Path, page: str, profile: Path) -> dict:
+    """The layout of ``page`` (a path of the site) at the laptop's size, as the probe measures it."""
+    probe = site / "layout-probe.html"
+    width, height = LAPTOP
+    probe.write_text(LAYOUT_PROBE.replace("PAGE", page).replace("WIDTH", str(width))
+                     .replace("HEIGHT", str(height)))  # fmt: skip
+    dumped = browse(f"{url}/layout-probe.html", profile, "--dump-dom",
+                    f"--window-size={width + 20},{height + 200}")  # fmt: skip
+    assert dumped.returncode == 0, dumped.stderr[-2000:]
+    match = re.search(r'<pre id="layout">(.*?)</pre>', dumped.stdout, flags=re.S)
+    assert match and match.group(1) != "not measured", dumped.stdout[-2000:]
+    return json.loads(html.unescape(match.group(1)))
+
+
+def test_table1_page_shows_the_papers_column_on_a_laptop_screen(served_site, tmp_path):
+    """At 1280 px the Table 1 page's tables need no sideways scroll and its main table's "paper"
+    column is in view; a screenshot of the page is kept for a person to look at."""
+    url, site = served_site
+    layout = laid_out(url, site, "/results/paper-table1/", tmp_path / "profile")
+    tables = layout["tables"]
+    (main,) = [t for t in tables if t["paper_right"] is not None]
+    assert 0 < main["paper_right"] <= layout["view"], (main, layout["view"])
+    assert [t["heads"][:3] for t in tables if t["scrolls"]] == []
+
+    shot = Path(os.environ.get("PPO_TABLE1_SCREENSHOT", tmp_path / "table1.png"))
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    width, height = LAPTOP
+    taken = browse(f"{url}/results/paper-table1/", tmp_path / "profile", f"--screenshot={shot}",
+                   f"--window-size={width},{height}")  # fmt: skip
+    assert taken.returncode == 0, taken.stderr[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    print(f"screenshot of the Table 1 page at {width} px: {shot}")

@@ -6,6 +6,8 @@ Then test mode on the learned agent: evaluating the checkpoint must match what t
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -78,3 +80,52 @@ def test_continuous_trainer_learns_lunar_lander(tmp_path):
     first_20, last_20 = sum(returns[:20]) / 20, sum(returns[-20:]) / 20
     assert first_20 < -150, f"the untrained lander should crash, got {first_20}"
     assert last_20 >= -50, f"mean of the last 20 episodes {last_20} (random play: about -200)"
+
+
+def readme_pendulum_flags() -> list[str]:
+    """The flags of the Pendulum command the README gives PPO-for-Beginners users (its map)."""
+    readme = (REPO / "README.md").read_text()
+    (command,) = re.findall(
+        r"`python ppo_continuous/train.py (--env-id Pendulum-v1\b[^`]*)`", readme
+    )
+    return shlex.split(command)
+
+
+def test_the_readmes_pendulum_command_learns(tmp_path):
+    # Pendulum-v1 only ever ends by its 200-step time limit. With the default that treats the limit
+    # as terminal (the paper's MuJoCo runs, kept for their records) the critic is taught that the
+    # 200th state is worth nothing, and the policy stays near random (about -1,200); the README's
+    # command adds --bootstrap-truncated. At its 200k steps it reaches -199 (seed 1), too long for
+    # CI, so this runs its flags for 61,440 steps with a 1e-3 learning rate (30 iterations; about
+    # 40 s on an idle 2-core machine): seed 1 then reached about -670 over its last 20 episodes,
+    # and -1,128 without the flag, so a bar of -900 fails when the fix is reverted.
+    flags = readme_pendulum_flags()
+    assert "--bootstrap-truncated" in flags, "the README's Pendulum command lost its fix"
+    flags[flags.index("--total-timesteps") + 1] = "61440"
+    result = run_trainer(
+        "ppo_continuous", *flags, "--learning-rate", "1e-3", "--seed", "1", "--save-every", "0",
+        "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path, timeout=1800,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    returns = training_returns(only_run_dir(tmp_path / "runs"))
+    first_20, last_20 = sum(returns[:20]) / 20, sum(returns[-20:]) / 20
+    assert first_20 < -1000, f"the untrained policy should be near random, got {first_20}"
+    assert last_20 >= -900, f"mean of the last 20 episodes {last_20} (random policy: about -1,200)"
+
+
+def test_time_limits_are_terminal_by_default():
+    """The paper presets' recorded runs (HalfCheetah, Swimmer and Reacher only ever end by a time
+    limit too) were computed with time limits as terminal states: that default must not change
+    under them, so Pendulum's fix is a flag in the README's command, not a new default."""
+    from ppo_atari.train import Args as AtariArgs
+    from ppo_continuous.train import Args
+    from ppo_continuous.trpo import Args as TrpoArgs
+
+    assert Args.bootstrap_truncated is False
+    assert TrpoArgs.bootstrap_truncated is False and AtariArgs.bootstrap_truncated is False
+    sys.path.insert(0, str(REPO / "scripts"))
+    from presets import presets
+
+    for name, preset in presets().items():
+        flags = [*preset.common_flags, *(f for v in preset.variants.values() for f in v)]
+        assert "--bootstrap-truncated" not in flags, name

@@ -46,7 +46,8 @@ def test_a_run_names_its_folder_and_ends_with_a_summary_after_the_bar(runs_dir, 
     assert f"all training: {done['mean_return_all_training']:.2f} (2 episodes)" in rest
     assert f"last 100: {done['mean_return_last_100']:.2f}" in rest
     assert f"tensorboard --logdir {runs_dir}\n" in rest
-    assert f"python ppo_continuous/evaluate.py {run_dir}\n" in rest
+    assert f"watch it play: python ppo_continuous/evaluate.py {run_dir} --render" in rest
+    assert f"python ppo_continuous/evaluate.py {run_dir} --capture-video --episodes 1\n" in rest
     (offline,) = (run_dir / "wandb").glob("offline-run-*")
     assert f"wandb sync {offline}" in rest
 
@@ -100,3 +101,31 @@ def test_mujoco_warns_once_and_leaves_no_log_file(runs_dir, tmp_path):
     output = result.stdout + result.stderr
     assert output.count("'settotalmass' is deprecated") == 1, output[-3000:]
     assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+
+
+def finished_summary() -> dict:
+    return {"status": "finished", "global_step": 512, "total_timesteps": 512, "wall_time_s": 3.0,
+            "sps": 170.0, "episodes": 0}  # fmt: skip
+
+
+def test_the_summary_shows_the_agent_in_a_window_with_a_display(monkeypatch):
+    from common.console import end_lines
+
+    monkeypatch.setenv("DISPLAY", ":0")
+    lines = end_lines(finished_summary(), "runs/r", "ppo_atari")
+    assert "  watch it play: python ppo_atari/evaluate.py runs/r --render" in lines
+    assert (
+        "  record video:  python ppo_atari/evaluate.py runs/r --capture-video --episodes 1" in lines
+    )
+
+
+def test_the_summary_says_how_to_render_without_a_display(monkeypatch):
+    from common.console import end_lines
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    lines = end_lines(finished_summary(), "runs/r", "ppo_continuous")
+    (watch,) = [line for line in lines if "watch it play" in line]
+    assert watch.startswith("  watch it play: python ppo_continuous/evaluate.py runs/r --render")
+    assert "xvfb-run" in watch
+    assert any("--capture-video --episodes 1" in line for line in lines)
