@@ -358,6 +358,7 @@ def test_table1_page_sets_the_2017_setup_beside_today_and_the_ablation_has_its_t
     assert rows["Clipping, epsilon = 0.2"][6] == "1.00"
     assert "## Table 1 under today's setup and the 2017 setup" in page
     assert "## Table 1: surrogate objectives" in page  # today's full table stays
+    assert "**Incomplete.** The 2017 setup has 6 of 231 runs so far." in page
     ablation = (out / "paper-table1-ablation.md").read_text()
     assert "## The ablation: one 2017 choice at a time" in ablation
     assert "## Table 1: surrogate" not in ablation  # the ablation's own table replaces it
