@@ -78,15 +78,7 @@ class EnvPoolRunEnvs(RunEnvs):
         space = spec.gymnasium_observation_space
         self.env_id, self.num_runs, self.task_kwargs = env_id, num_runs, task_kwargs
         self.action_space = spec.gymnasium_action_space
-        self.single_observation_space, self.single_action_space = space, self.action_space
-        self.obs_shape: tuple[int, ...] = space.shape
-        self.action_shape: tuple[int, ...] = self.action_space.shape
-        self.gamma, self.obs_clip, self.norm_reward = gamma, obs_clip, norm_reward
-        self.obs_rms = RunningMeanStds(num_runs, self.obs_shape, dtype=np.float32)
-        self.return_rms = RunningMeanStds(num_runs, ())
-        self.discounted_reward = np.zeros(num_runs)
-        self._raw_obs = np.zeros((num_runs, *self.obs_shape), dtype=space.dtype)
-        self._rewards = np.zeros(num_runs)
+        self._set_up(space, self.action_space, num_runs, gamma, obs_clip, norm_reward)
         # RecordEpisodeStatistics's running sums, one per run
         self._episode_returns = np.zeros(num_runs)
         self._episode_lengths = np.zeros(num_runs, dtype=np.int64)

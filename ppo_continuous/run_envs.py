@@ -113,11 +113,17 @@ class RunEnvs:
             gym.wrappers.ClipAction(gym.wrappers.RecordEpisodeStatistics(gym.make(env_id)))
             for _ in range(num_runs)
         ]
-        space = self.envs[0].observation_space
-        self.single_observation_space = space
-        self.single_action_space = self.envs[0].action_space
+        self._set_up(self.envs[0].observation_space, self.envs[0].action_space, num_runs,
+                     gamma, obs_clip, norm_reward)  # fmt: skip
+
+    def _set_up(
+        self, space: gym.Space, action_space: gym.Space, num_runs: int, gamma: float,
+        obs_clip: float, norm_reward: bool,
+    ) -> None:  # fmt: skip
+        """The spaces, the normalisers' statistics and the step buffers, for R runs of one task."""
+        self.single_observation_space, self.single_action_space = space, action_space
         self.obs_shape: tuple[int, ...] = space.shape
-        self.action_shape: tuple[int, ...] = self.envs[0].action_space.shape
+        self.action_shape: tuple[int, ...] = action_space.shape
         self.gamma, self.obs_clip, self.norm_reward = gamma, obs_clip, norm_reward
         # NormalizeObservation keeps float32 statistics (its observation space's type) until the
         # first float64 observation promotes them; NormalizeReward's are float64.

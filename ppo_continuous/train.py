@@ -142,8 +142,9 @@ def validate(args: Args) -> None:
     if args.resume or args.init_from:
         return  # the checkpoint is checked when it is opened, before any env is built
     require_continuous_control_id(args.env_id)
-    check_backend(args.env_backend, args.env_id)
-    if args.env_backend == "envpool" and args.capture_video:
+    backend = getattr(args, "env_backend", "gymnasium")  # trpo.py and cem.py have no backend
+    check_backend(backend, args.env_id)
+    if backend == "envpool" and args.capture_video:
         raise UsageError(
             "--capture-video", "records through gymnasium: use --env-backend gymnasium"
         )

@@ -94,7 +94,7 @@ def test_smoke_sweep_runs_then_skips_everything(tmp_path):
     # One setting is the best of itself on every env: normalised score 1.00 over 4 runs, rank 1
     # here and in the paper (0.82); none diverged.
     assert re.search(
-        r"\| Clipping, epsilon = 0\.2 \| 1\.00 \| \[[-0-9.]+, [-0-9.]+\] \| best \| 4 \| 0 \| 1 \| 0\.82 \| 1 \|",
+        r"\| Clipping, epsilon = 0\.2 \| 1\.00 \| 0\.82 \| 1 \| 1 \| \[[-0-9.]+, [-0-9.]+\] \| best \| 4 \| 0 \|",
         text,
     ), text
     for env in ("Pendulum-v1", "InvertedPendulum-v5"):

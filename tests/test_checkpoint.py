@@ -558,11 +558,12 @@ def test_evaluations_keep_each_result(pendulum_run, tmp_path):
     assert f"wrote {written[-1]}" in result.stdout
 
 
-def test_evaluate_out_a_new_folder_with_a_slash_writes_eval_json_into_it(pendulum_run, tmp_path):
+def test_evaluate_out_a_new_folder_with_a_slash_writes_its_result_into_it(pendulum_run, tmp_path):
     out = tmp_path / "new" / "dir"
     result = run_evaluate(pendulum_run, "--episodes", "1", "--out", f"{out}/", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads((out / "eval.json").read_text())["episodes"] == 1
+    (written,) = out.glob("eval-*.json")  # a folder gets a new eval-<time>.json, as the run folder
+    assert json.loads(written.read_text())["episodes"] == 1
 
 
 def test_evaluate_out_under_a_file_is_one_line_exit_2(pendulum_run, tmp_path):

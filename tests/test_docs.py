@@ -434,8 +434,12 @@ def test_table1_page_shows_the_papers_column_on_a_laptop_screen(served_site, tmp
     url, site = served_site
     layout = laid_out(url, site, "/results/paper-table1/", tmp_path / "profile")
     tables = layout["tables"]
-    (main,) = [t for t in tables if t["paper_right"] is not None]
-    assert 0 < main["paper_right"] <= layout["view"], (main, layout["view"])
+    # Table 1 itself, and the comparison of the setups once the 2017 record has runs: each has a
+    # "paper" column, and each shows it without scrolling
+    with_paper = [t for t in tables if t["paper_right"] is not None]
+    assert with_paper
+    for table in with_paper:
+        assert 0 < table["paper_right"] <= layout["view"], (table, layout["view"])
     assert [t["heads"][:3] for t in tables if t["scrolls"]] == []
 
     shot = Path(os.environ.get("PPO_TABLE1_SCREENSHOT", tmp_path / "table1.png"))
