@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
 import tyro
-from conftest import REPO
-
-sys.path.insert(0, str(REPO / "scripts"))
 from bench_sweep_backends import group_command  # noqa: E402
 from presets import TABLE1_VARIANTS  # noqa: E402
 

@@ -13,14 +13,13 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, run_trainer
+from conftest import run_trainer
 
 if os.environ.get("PPO_REQUIRE_ENVPOOL"):  # .ci/run sets it: a missing envpool fails, not skips
     import envpool  # noqa: F401
 else:
     pytest.importorskip("envpool")
 
-sys.path.insert(0, str(REPO / "scripts"))
 from check_envpool_equivalence import compare  # noqa: E402
 
 from common.cli import UsageError  # noqa: E402

@@ -123,7 +123,6 @@ def test_time_limits_are_terminal_by_default():
 
     assert Args.bootstrap_truncated is False
     assert TrpoArgs.bootstrap_truncated is False and AtariArgs.bootstrap_truncated is False
-    sys.path.insert(0, str(REPO / "scripts"))
     from presets import presets
 
     for name, preset in presets().items():
