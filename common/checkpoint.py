@@ -340,6 +340,7 @@ class Saver:
             remove_stale_temporaries(self.folder)  # left by a kill during a save
             remove_stale_temporaries(self.run_dir)
         self.provenance = {"commit": code_version(), "host": host_description()}
+        self.last_saved_iteration: int | None = None  # this session's latest save (rank 0's)
 
     def after_iteration(self, iteration: int, final: bool, stop: bool | None = None) -> bool:
         """Save on schedule, at the end, or when asked to stop; True means stop now. ``stop``: the
@@ -386,6 +387,7 @@ class Saver:
         torch.save(state, buffer)
         blob = buffer.getvalue()
         atomic_write_bytes(self.folder / LATEST, blob)
+        self.last_saved_iteration = self.run.iteration
         if not self.numbered:
             return self.folder / LATEST
         path = self.folder / f"iter_{self.run.iteration:07d}.pt"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime
 import gc
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable
@@ -31,6 +32,27 @@ import torch
 import torch.distributed as dist
 
 from common.cli import exit_usage, flag
+
+
+class RankLost(RuntimeError):
+    """A collective failed because another rank of the run is gone (killed, crashed, or its
+    connection broke): this rank cannot go on, and says so in one line (``common.run``)."""
+
+
+# What gloo and NCCL say when a peer's connection closes mid-collective (their RuntimeErrors carry
+# no type of their own); any other RuntimeError is a bug and keeps its traceback.
+_PEER_LOST = ("gloo/transport", "Connection reset", "Connection closed", "NCCL", "Broken pipe",
+              "Socket", "timed out", "Timed out")  # fmt: skip
+
+
+def _collective(operation: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return operation(*args, **kwargs)
+    except RuntimeError as err:
+        if isinstance(err, dist.DistError) or any(sign in str(err) for sign in _PEER_LOST):
+            said = re.sub(r"^\[[^\]]*\.(cc|cpp):\d+\] ", "", " ".join(str(err).split()))
+            raise RankLost(said.split(" This is typically")[0][:200]) from None
+        raise
 
 
 @dataclass
@@ -63,7 +85,7 @@ class World:
         flat = torch.cat(
             [*(g.reshape(-1) for g in grads), loss.detach().reshape(1).to(grads[0].dtype)]
         )
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        _collective(dist.all_reduce, flat, op=dist.ReduceOp.SUM)
         flat /= self.size
         offset = 0
         for grad in grads:
@@ -76,7 +98,7 @@ class World:
         if not self.distributed:
             return value
         total = torch.tensor([float(value)], dtype=torch.float64, device=self.device)
-        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        _collective(dist.all_reduce, total, op=dist.ReduceOp.SUM)
         return total.item() / self.size
 
     def any(self, flag: bool) -> bool:
@@ -84,7 +106,7 @@ class World:
         if not self.distributed:
             return flag
         value = torch.tensor([int(flag)], device=self.device)
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        _collective(dist.all_reduce, value, op=dist.ReduceOp.MAX)
         return bool(value.item())
 
     def sum_tensor(self, values: torch.Tensor) -> torch.Tensor:
@@ -92,7 +114,7 @@ class World:
         if not self.distributed:
             return values
         total = values.detach().clone()
-        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        _collective(dist.all_reduce, total, op=dist.ReduceOp.SUM)
         return total
 
     def gather(self, obj: Any) -> list[Any]:
@@ -100,7 +122,7 @@ class World:
         if not self.distributed:
             return [obj]
         gathered: list[Any] = [None] * self.size
-        dist.all_gather_object(gathered, obj)
+        _collective(dist.all_gather_object, gathered, obj)
         return gathered
 
     def broadcast(self, obj: Any) -> Any:
@@ -108,7 +130,7 @@ class World:
         if not self.distributed:
             return obj
         box = [obj]
-        dist.broadcast_object_list(box, src=0)
+        _collective(dist.broadcast_object_list, box, src=0)
         return box[0]
 
     def broadcast_parameters(self, module: torch.nn.Module) -> None:
@@ -117,14 +139,14 @@ class World:
             return
         with torch.no_grad():
             for tensor in [*module.parameters(), *module.buffers()]:
-                dist.broadcast(tensor.data, src=0)
+                _collective(dist.broadcast, tensor.data, src=0)
 
     def close(self, together: bool = True) -> None:
         """Leave the process group; ``together``: after the other ranks are done with it (not
         after a failure on this rank alone, when they may never get there)."""
         if self.distributed and dist.is_initialized():
             if together:
-                dist.barrier()
+                _collective(dist.barrier)
             dist.destroy_process_group()
             # Free gloo's objects now: left to the interpreter's teardown, their threads sometimes
             # abort the process ("terminate called without an active exception", 4 exits in 36

@@ -26,17 +26,18 @@ prints, logs, checkpoints and writes the summary; the others send it their episo
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import asdict
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
 from common.checkpoint import RunState, Saver, StopRequest, open_checkpoints, require_same_world
 from common.cli import UsageError, default_run_name, exit_usage
 from common.console import announce_end, announce_start
-from common.distributed import join_world, launched_ranks, require_same_args
+from common.distributed import RankLost, join_world, launched_ranks, require_same_args
 from common.divergence import Diverged, stop_diverged
 from common.episodes import EpisodeLog, run_summary
 from common.run_folder import RunLock, claim_run_folder, lock_run_folder
@@ -234,7 +235,17 @@ class Run:
             self._unlock()
         if diverged:  # no update applied, no checkpoint written: the last good one stays
             stop_diverged(diverged, self.saver.folder)
+        if isinstance(exc, RankLost):  # another rank is gone: one line, not gloo's traceback
+            self._stop_rank_lost(exc)
         return False
+
+    def _stop_rank_lost(self, lost: RankLost) -> NoReturn:
+        saved = self.saver.last_saved_iteration if self.world.is_main else None
+        kept = f"; its last checkpoint (iteration {saved}) is kept" if saved else ""
+        print(f"error: torch.distributed: another rank of this run stopped mid-iteration (killed or "
+              f"crashed), so rank {self.world.rank} stops too{kept} ({lost})",
+              file=sys.stderr, flush=True)  # fmt: skip
+        raise SystemExit(1)
 
     def _unlock(self) -> None:
         if self.lock is not None:

@@ -244,16 +244,31 @@ def combination_and_rank_cases(folder: Path, run_dir: Path) -> list[Case]:
     pendulum = " ".join(
         [*SMALL["ppo_continuous"], "--total-timesteps", "512", "--runs-dir", str(folder / "ranks")]
     )
-    with socket.socket() as sock:  # a free port for the ranks to meet on
-        sock.bind(("127.0.0.1", 0))
-        world = f"WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={sock.getsockname()[1]}"
+    world, world_killed = (
+        f"WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={free_port()}" for _ in "12"
+    )
     python = f"{sys.executable} {REPO / 'ppo_continuous' / 'train.py'} {pendulum}"
     both = (f"RANK=1 {world} {python} --gamma 1.5 2>/dev/null & "
             f"RANK=0 {world} {python}; code=$?; wait; exit $code")  # fmt: skip
     out.append(Case("two ranks by hand, rank 1 --gamma 1.5", ["bash", "-c", both], 2))
     alone = f"PPO_RANKS_JOIN_TIMEOUT_S=5 RANK=0 {world} {python}"
     out.append(Case("rank 0 of 2 by hand, rank 1 never started", ["bash", "-c", alone], 2))
+    # kill -9 of rank 1 once the run has saved a checkpoint: rank 0 says so in one line, exit 1.
+    killed = folder / "killed"
+    long_run = f"{python.replace(str(folder / 'ranks'), str(killed))} --total-timesteps 10000000 --save-every 1"
+    kill_one = (f"RANK=1 {world_killed} {long_run} 2>/dev/null & one=$!; "
+                f"RANK=0 {world_killed} {long_run} & zero=$!; "
+                f"until ls {killed}/*/checkpoints/latest.pt >/dev/null 2>&1; do sleep 0.2; done; "
+                f"kill -9 $one; wait $zero")  # fmt: skip
+    out.append(Case("two ranks by hand, rank 1 killed with SIGKILL", ["bash", "-c", kill_one], 1))
     return out
+
+
+def free_port() -> int:
+    """A port no one listens on now, for two ranks to meet on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def same_name_runs(folder: Path) -> bool:

@@ -218,9 +218,8 @@ def test_single_process_trainers_refuse_ranks(script, tmp_path):
     assert_usage_error(done, "torchrun")
 
 
-def hand_started_ranks(flags_per_rank: list[list[str]], tmp_path: Path, **env_extra: str):
-    """Ranks started by hand, as srun starts them (RANK, WORLD_SIZE, MASTER_*): their results,
-    each within two minutes (a rank still waiting then is killed, and the test fails)."""
+def start_ranks(flags_per_rank: list[list[str]], tmp_path: Path, **env_extra: str):
+    """Ranks started by hand, as srun starts them (RANK, WORLD_SIZE, MASTER_*): their processes."""
     port, procs = free_port(), []
     for rank, flags in enumerate(flags_per_rank):
         env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
@@ -230,6 +229,13 @@ def hand_started_ranks(flags_per_rank: list[list[str]], tmp_path: Path, **env_ex
              "--runs-dir", str(tmp_path / "runs")],
             cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         ))  # fmt: skip
+    return procs
+
+
+def hand_started_ranks(flags_per_rank: list[list[str]], tmp_path: Path, **env_extra: str):
+    """Ranks started by hand (``start_ranks``): their results, each within two minutes (a rank
+    still waiting then is killed, and the test fails)."""
+    procs = start_ranks(flags_per_rank, tmp_path, **env_extra)
     try:
         outputs = [p.communicate(timeout=120) for p in procs]
         return [
@@ -247,6 +253,34 @@ def test_bad_input_on_one_rank_is_said_by_it_and_by_rank_0_and_no_rank_waits(tmp
     said = "error: --gamma: must be a number in [0, 1], got 1.5 (rank 1's input)"
     assert rank0.stderr.strip() == said and said in rank1.stderr, (rank0.stderr, rank1.stderr)
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_rank_killed_mid_run_stops_rank_0_in_one_line_keeping_its_checkpoint(tmp_path):
+    """kill -9 of rank 1 (the OOM killer, a node lost): rank 0's next collective fails; it says so
+    in one line, not gloo's traceback, exits 1, and the checkpoint it last wrote stays whole."""
+    long_run = ["--total-timesteps", str(1000 * GLOBAL_BATCH), "--save-every", "2"]
+    rank0, rank1 = procs = start_ranks([long_run, long_run], tmp_path)
+    try:
+        deadline = time.time() + 120
+        while (
+            not list((tmp_path / "runs").glob("*/checkpoints/iter_*.pt")) and time.time() < deadline
+        ):
+            assert rank0.poll() is None, rank0.communicate()[1][-3000:]
+            time.sleep(0.1)
+        rank1.kill()
+        _, err = rank0.communicate(timeout=60)
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.communicate()
+    assert rank0.returncode == 1, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    said = [line for line in err.splitlines() if "error" in line.lower()]
+    assert len(said) == 1 and said[0].startswith(
+        "error: torch.distributed: another rank of this run stopped mid-iteration"
+    ), said
+    saved = load_checkpoint(only_run_dir(tmp_path / "runs")).data  # loads: whole, not half-written
+    assert f"its last checkpoint (iteration {saved['run']['iteration']}) is kept" in said[0]
 
 
 def test_a_rank_that_never_comes_stops_the_others_after_the_join_timeout(tmp_path):
