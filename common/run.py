@@ -264,6 +264,8 @@ class Run:
             algorithm=getattr(args, "algorithm", "ppo"),
         )  # fmt: skip
         summary["ranks"] = self.world.size
+        if hasattr(args, "env_backend"):  # which envs: the same task, another implementation
+            summary["env_backend"] = args.env_backend
         self.progress.close()
         if self.world.is_main:
             self.saver.write_summary(summary)

@@ -469,7 +469,8 @@ class GroupRun:
     def summary(self, total_timesteps: int, wall_time: float) -> dict[str, Any]:
         """``common.episodes.run_summary`` with what ``Saver.write_summary`` adds, and the runner."""
         wall = self.wall_time if self.wall_time is not None else wall_time
-        extra = {"runner": "batched", "commit": code_version(), "host": host_description()}
+        extra = {"runner": "batched", "env_backend": self.args.env_backend,
+                 "commit": code_version(), "host": host_description()}  # fmt: skip
         return run_summary(
             env_id=self.args.env_id, exp_name=self.args.exp_name, seed=self.args.seed,
             objective=self.args.objective, global_step=self.global_step,

@@ -6,7 +6,7 @@ What a result needs survives here instead, one folder per preset under ``docs/re
 - ``runs.csv``: one row per run: env, variant, seed, status, steps, the paper's two scores (mean
   return over all of training and over the last 100 episodes), wall time, SPS, commit, host and
   runner (``single``: ppo_continuous/train.py; ``batched``: several runs in one process, whose
-  SPS is the run's steps over the group's wall time).
+  SPS is the run's steps over the group's wall time) and env backend (``gymnasium``, ``envpool``).
 - ``curves.jsonl``: one line per run, its learning curve: episode returns against env steps,
   averaged over consecutive episodes down to at most ``CURVE_POINTS`` points.
 
@@ -43,7 +43,7 @@ RESULT_STATUSES = ("finished", "diverged")
 FIELDS = (
     "env_id", "variant", "seed", "status", "global_step", "total_timesteps", "episodes",
     "mean_return_all_training", "mean_return_last_100", "wall_time_s", "sps", "commit", "host",
-    "run_name", "runner",
+    "run_name", "runner", "env_backend",
 )  # fmt: skip
 INT_FIELDS = {"seed", "global_step", "total_timesteps", "episodes"}
 FLOAT_FIELDS = {"mean_return_all_training", "mean_return_last_100", "wall_time_s", "sps"}
@@ -180,6 +180,8 @@ def parse_row(raw: dict[str, str]) -> dict[str, Any]:
             row[name] = float(text) if text else None
         else:
             row[name] = text or None
+    # Rows written before the column existed are gymnasium's: no recorded run used another backend.
+    row["env_backend"] = row["env_backend"] or "gymnasium"
     return row
 
 
@@ -212,6 +214,7 @@ def result_of_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, list]]
         commit=summary.get("commit") or "unknown",
         host=summary.get("host") or "unknown",
         runner=summary.get("runner") or "single",  # batched: ppo_continuous/batched.py
+        env_backend=summary.get("env_backend") or "gymnasium",  # summaries before it: gymnasium
     )
     steps, returns = episode_returns(run_dir)
     return row, downsample(steps, returns)

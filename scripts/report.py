@@ -154,9 +154,14 @@ def runs_lines(rows: list[dict[str, Any]]) -> list[str]:
             if runner == "batched"
             else ""
         )
+        backends = ", ".join(
+            f"{sum(r.get('env_backend') == b for r in mine)} on {b}"
+            for b in sorted({str(r.get("env_backend")) for r in mine})
+        )
         lines.append(
-            f"- {runner} runner: {len(mine)} runs, wall time per run median {np.median(wall) / 60:.0f} minutes"
-            f"{shared}; SPS per run median {np.median(sps):.0f}, range {min(sps):.0f} to {max(sps):.0f}."
+            f"- {runner} runner: {len(mine)} runs ({backends}), wall time per run median "
+            f"{np.median(wall) / 60:.0f} minutes{shared}; SPS per run median {np.median(sps):.0f}, "
+            f"range {min(sps):.0f} to {max(sps):.0f}."
         )
     for source in by_key("shared_from"):
         mine = [r for r in rows if r.get("shared_from") == source]

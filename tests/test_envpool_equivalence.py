@@ -20,6 +20,7 @@ if os.environ.get("PPO_REQUIRE_ENVPOOL"):  # .ci/run sets it: a missing envpool 
 else:
     pytest.importorskip("envpool")
 
+import records  # noqa: E402
 from check_envpool_equivalence import compare  # noqa: E402
 
 from common.cli import UsageError  # noqa: E402
@@ -138,6 +139,9 @@ def test_real_group_on_envpool_finishes_every_run(tmp_path):
     for summary in summaries:
         assert summary["status"] == "finished" and summary["global_step"] == 256
         assert summary["episodes"] >= 1  # random-ish Hopper episodes end within 128 steps
+        assert summary["env_backend"] == "envpool"  # and so the record's row (records.py)
+    row, _ = records.result_of_run(next((tmp_path / "runs").glob("*__no_clip__*")))
+    assert (row["runner"], row["env_backend"]) == ("batched", "envpool")
 
 
 def test_single_trainer_envs_give_the_gymnasium_stacks_numbers():
@@ -207,3 +211,4 @@ def test_single_trainer_on_envpool_resumes_with_its_normalisers(tmp_path):
     assert float(resumed["obs_rms_0"]["count"]) > first_count + 128  # continued, not restarted
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["global_step"] == 512
+    assert summary["env_backend"] == "envpool"

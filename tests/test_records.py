@@ -3,6 +3,7 @@ the launcher plans exactly the runs the record lacks."""
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -20,7 +21,7 @@ def row(env_id, variant, seed, last=1.0, status="finished"):
             "global_step": 1_000_000, "total_timesteps": 1_000_000, "episodes": 500,
             "mean_return_all_training": None if last is None else last / 2, "mean_return_last_100": last, "wall_time_s": 300.5,
             "sps": 3327.8, "commit": "abc123", "host": "test host, 2 cores",
-            "run_name": f"{env_id}__{variant}__{seed}__1", "runner": "single"}  # fmt: skip
+            "run_name": f"{env_id}__{variant}__{seed}__1", "runner": "single", "env_backend": "envpool"}  # fmt: skip
 
 
 def planned_runs(stdout: str) -> set[tuple[str, str, int]]:
@@ -55,6 +56,20 @@ def test_record_round_trip(tmp_path):
     before = {p.name: p.read_bytes() for p in (tmp_path / "rec").iterdir()}
     loaded.save()
     assert before == {p.name: p.read_bytes() for p in (tmp_path / "rec").iterdir()}
+
+
+def test_rows_recorded_before_the_backend_column_are_gymnasiums(tmp_path):
+    """Every run recorded before the env_backend column existed ran on gymnasium."""
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    old_fields = [name for name in records.FIELDS if name != "env_backend"]
+    old_row = row("Hopper-v5", "clip_0.2", 1)
+    with open(folder / "runs.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=old_fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerow(old_row)
+    loaded = records.Record.load(folder).rows[("Hopper-v5", "clip_0.2", 1)]
+    assert loaded == {**old_row, "env_backend": "gymnasium"}
 
 
 def test_two_launchers_adding_to_one_record_keep_each_others_runs(tmp_path):
