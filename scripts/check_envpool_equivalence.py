@@ -3,6 +3,7 @@
     python scripts/check_envpool_equivalence.py                 # the 7 Table 1 tasks, 1000 steps
     python scripts/check_envpool_equivalence.py --env-ids HalfCheetah-v5 --horizon 300 --chaos
     python scripts/check_envpool_equivalence.py --random-scores   # against random_scores.csv
+    python scripts/check_envpool_equivalence.py --learning runs/envpool-learning  # PPO on both
 
 Each task is made on both sides with no reset noise (``reset_noise_scale=0``), so both start in
 the model's initial state; EnvPool's Reacher-v5 has no such option and draws its goal at random, so
@@ -15,6 +16,11 @@ episode that ends on both sides starts again on both from the same state, until 
 where the two gymnasium runs drift apart as fast as gymnasium and EnvPool do, the difference is
 rounding amplified by the dynamics, not a different task. tests/test_envpool_equivalence.py holds
 the tolerances; docs/benchmarks/envpool.md has the figures.
+
+``--learning RUNS_DIR`` reads the finished runs in a folder (PPO with the same flags and seeds on
+both backends, e.g. ``batched.py --env-backend envpool`` and ``gymnasium``) and compares the
+paper's two scores per task: each backend's per-seed scores, mean and spread, and the gap's
+standard error and Welch's t-test.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-from records import RECORDS
+from records import RECORDS, read_summary
+from welch import backend_gap
 
 from common.cli import UsageError, parse_args
 from common.runtime import route_mujoco_warnings
@@ -171,6 +178,44 @@ def compare_random_scores(recorded: Path, episodes: int, seed: int) -> None:
                   f"{returns.std():.2f} (n={episodes}) | {diff:+.2f} | +-{half_width:.2f} ({verdict}) |")  # fmt: skip
 
 
+SCORES = {"mean_return_last_100": "last 100 episodes", "mean_return_all_training": "all training"}
+
+
+def compare_learning(runs_dir: Path) -> None:
+    """Per task, the scores of the finished runs in ``runs_dir`` on each backend, and their gap.
+
+    A run's backend is its summary's ``env_backend``; summaries written before that field existed
+    are told apart by their experiment name instead (e.g. ``clip_0.2_envpool``)."""
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for summary_path in sorted(runs_dir.glob("*/summary.json")):
+        summary = read_summary(summary_path.parent)
+        if summary and summary.get("status") == "finished":
+            key = (summary["env_id"], summary.get("env_backend") or summary["exp_name"])
+            runs.setdefault(key, []).append(summary)
+    print("| task | backend | seeds | last 100 episodes, per seed | mean +- std | all training, "
+          "mean +- std |\n|---|---|---|---|---|---|")  # fmt: skip
+    for (env_id, backend), found in sorted(runs.items()):
+        found.sort(key=lambda s: s["seed"])
+        cells = [np.array([s[score] for s in found]) for score in SCORES]
+        print(f"| {env_id} | {backend} | {', '.join(str(s['seed']) for s in found)} | "
+              f"{', '.join(f'{v:.1f}' for v in cells[0])} | "
+              + " | ".join(f"{c.mean():.1f} +- {c.std(ddof=1) if len(c) > 1 else 0:.1f}" for c in cells)
+              + " |")  # fmt: skip
+    print()
+    for env_id in sorted({env for env, _ in runs}):
+        labels = sorted(label for env, label in runs if env == env_id)
+        pairs = [runs[(env_id, label)] for label in labels]
+        if len(pairs) != 2 or min(len(p) for p in pairs) < 2:
+            print(f"- {env_id}: needs two backends with 2 finished runs or more each ({labels})")
+            continue
+        for score, name in SCORES.items():
+            first, second = ([s[score] for s in p] for p in pairs)
+            gap, error, p_value = backend_gap(first, second)
+            verdict = "within noise" if p_value >= 0.05 else "NOT within noise"
+            print(f"- {env_id}, {name}: {labels[0]} - {labels[1]} = {gap:+.1f} +- {error:.1f} "
+                  f"(standard error); Welch's t-test p = {p_value:.2f}, {verdict} at 5%")  # fmt: skip
+
+
 @dataclass
 class Args:
     env_ids: tuple[str, ...] = SUPPORTED_ENV_IDS
@@ -187,9 +232,13 @@ class Args:
     """instead, measure random-policy scores on EnvPool and compare them with the recorded ones"""
     episodes: int = 100
     """episodes per task for --random-scores"""
+    learning: str | None = None
+    """instead, compare the finished PPO runs in this runs folder, envpool against gymnasium"""
 
 
 def validate(args: Args) -> None:
+    if args.learning is not None and not Path(args.learning).is_dir():
+        raise UsageError("--learning", f"not a folder of runs: {args.learning}")
     if args.horizon <= 0:
         raise UsageError("--horizon", f"must be positive, got {args.horizon}")
     for env_id in args.env_ids:
@@ -197,6 +246,9 @@ def validate(args: Args) -> None:
 
 
 def main(args: Args) -> None:
+    if args.learning is not None:
+        compare_learning(Path(args.learning))
+        return
     if args.random_scores:
         compare_random_scores(RECORDS / "random_scores.csv", args.episodes, args.seed)
         return

@@ -212,3 +212,27 @@ def test_single_trainer_on_envpool_resumes_with_its_normalisers(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["global_step"] == 512
     assert summary["env_backend"] == "envpool"
+
+
+def test_learning_comparison_groups_runs_by_backend_and_tests_the_gap(tmp_path, capsys):
+    """--learning: per task and backend, the seeds' scores; the gap between the two backends."""
+    from check_envpool_equivalence import compare_learning
+
+    scores = {"envpool": [1000.0, 1100.0, 1200.0], "gymnasium": [500.0, 510.0, 520.0]}
+    for backend, values in scores.items():
+        for seed, value in enumerate(values, start=1):
+            run_dir = tmp_path / f"Hopper-v5__clip__{seed}__{backend}"
+            run_dir.mkdir()
+            summary = {"env_id": "Hopper-v5", "exp_name": "clip", "seed": seed, "status": "finished",
+                       "env_backend": backend, "mean_return_last_100": value,
+                       "mean_return_all_training": value / 2}  # fmt: skip
+            (run_dir / "summary.json").write_text(json.dumps(summary))
+    compare_learning(tmp_path)
+    out = capsys.readouterr().out
+    assert (
+        "| Hopper-v5 | envpool | 1, 2, 3 | 1000.0, 1100.0, 1200.0 | 1100.0 +- 100.0 | 550.0 +- 50.0 |"
+        in out
+    )
+    assert "| Hopper-v5 | gymnasium | 1, 2, 3 | 500.0, 510.0, 520.0 | 510.0 +- 10.0 |" in out
+    assert "last 100 episodes: envpool - gymnasium = +590.0 +- 58.0" in out
+    assert "NOT within noise" in out  # p < 0.05 for a gap of 10 standard errors
