@@ -65,6 +65,9 @@ class Args:
     """only these variants of the preset (default: all)"""
     runs_dir: str | None = None
     """where the runs go (default: runs/sweep-<preset>)"""
+    env_backend: str = "gymnasium"
+    """the MuJoCo envs of a continuous preset's PPO, A2C and VPG runs: gymnasium, or envpool (the
+    same -v5 tasks in C++, docs/benchmarks/envpool.md); recorded per run, the record is kept"""
     extra: str = ""
     """more trainer flags for every run, in quotes, e.g. --extra='--total-timesteps 200000' (it may
     override the preset's common flags; not those the sweep sets per run, such as --seed, nor a
@@ -184,6 +187,7 @@ def trainer_flags(
     return [
         "--no-numbered-checkpoints",
         "--env-id", env_id, "--seed", str(seed), "--exp-name", variant, "--runs-dir", str(runs_dir),
+        *(["--env-backend", args.env_backend] if args.env_backend != "gymnasium" else []),
         *preset.common_flags, *preset.variants[variant], *shlex.split(args.extra),
     ]  # fmt: skip
 
@@ -360,6 +364,7 @@ def validate(args: Args) -> None:
         raise UsageError(
             "--batched", "runs continuous PPO presets only (not TRPO or A2C), without --track"
         )
+    check_env_backend(args, preset)
     if args.workers < 1:
         raise UsageError("--workers", f"must be at least 1, got {args.workers}")
     if args.ranks < 1:
@@ -376,10 +381,26 @@ def validate(args: Args) -> None:
         check_extra(args, preset, extra)
 
 
+def check_env_backend(args: Args, preset: Preset) -> None:
+    """``--env-backend envpool``: continuous train.py runs (PPO, A2C, VPG) on the tasks EnvPool has."""
+    require_choice("env_backend", args.env_backend, ("gymnasium", "envpool"))
+    if args.env_backend == "gymnasium":
+        return
+    others = [v for v in args.variants or preset.variants if v in preset.scripts]
+    if preset.trainer != "ppo_continuous" or others:
+        raise UsageError("--env-backend", "envpool runs the continuous train.py's runs only (PPO, "
+                         f"A2C, VPG), not Atari, TRPO or CEM ({', '.join(others) or preset.trainer})")  # fmt: skip
+    from ppo_continuous.envpool_envs import check_backend
+
+    for env_id in args.env_ids or preset.env_ids:
+        check_backend(args.env_backend, env_id)
+
+
 # Trainer flags the sweep gives each run itself, and the launcher's flag that sets each instead.
 SWEEP_FLAGS = {
     "env_id": "--env-ids", "seed": "--seeds", "exp_name": "--variants", "runs_dir": "--runs-dir",
     "resume": "nothing: the launcher resumes a run with a checkpoint by itself",
+    "env_backend": "--env-backend",
     "track": "--track", "wandb_project_name": "--wandb-project-name",
     "wandb_entity": "--wandb-entity", "wandb_group": "--track (one W&B group per variant)",
 }  # fmt: skip

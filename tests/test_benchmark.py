@@ -186,6 +186,7 @@ def test_a_damaged_record_is_refused_naming_its_file_and_line(tmp_path):
         ("--gamma 1.5", "--gamma: must be a number in [0, 1], got 1.5 (in variant clip_0.2's runs)"),
         ("--num-minibatches 3", "--num-minibatches: must be a divisor of the batch size"),
         ("--no-such-flag", "--no-such-flag"),
+        ("--env-backend envpool", "--env-backend is set by the sweep for every run; use --env-backend"),
     ],
 )  # fmt: skip
 def test_extra_cannot_override_the_sweep_and_is_validated_before_any_run(extra, said, tmp_path):
@@ -205,3 +206,35 @@ def test_extra_may_override_the_presets_common_flags(tmp_path):
         line.endswith("--total-timesteps 8000 --numbered-checkpoints")
         for line in commands(result.stdout)
     )
+
+
+def test_env_backend_runs_a_recorded_preset_on_envpool_and_keeps_its_record(tmp_path):
+    """--env-backend envpool goes to every run (single and batched) and keeps the record: the runs
+    it holds are skipped as on gymnasium; each new run's row will say envpool (records.py)."""
+    record = tmp_path / "record"
+    done = launch("--preset", "paper-table1", "--dry-run", "--env-backend", "envpool", "--env-ids",
+                  "Hopper-v5", "--runs-dir", str(tmp_path / "runs"), "--record-dir", str(record),
+                  cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = commands(done.stdout)
+    assert len(lines) == 33 and all("--env-backend envpool" in line for line in lines)
+    batched = launch("--preset", "paper-table1-2017", "--dry-run", "--batched", "--env-backend",
+                     "envpool", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)  # fmt: skip
+    assert batched.returncode == 0, batched.stderr
+    assert "records/paper-table1-2017)" in batched.stdout  # the preset's own record, not dropped
+    group = next(line for line in commands(batched.stdout) if "--env-id Hopper-v5" in line)
+    assert "batched.py --env-id Hopper-v5 --env-backend envpool" in group
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--preset", "paper-figure3"], "not Atari, TRPO or CEM (trpo, cem)"),
+        (["--preset", "smoke"], "envpool runs only HalfCheetah-v5"),
+        (["--preset", "paper-atari49"], "not Atari"),
+    ],
+)
+def test_env_backend_envpool_refuses_runs_it_cannot_run(flags, said, tmp_path):
+    done = launch(*flags, "--env-backend", "envpool", "--dry-run", cwd=tmp_path)
+    assert_usage_error(done, "--env-backend")
+    assert said in done.stderr, done.stderr
