@@ -2,6 +2,7 @@
 
     python scripts/bench_sweep_backends.py                       # 2 iterations per group
     python scripts/bench_sweep_backends.py --iterations 5 --backends envpool
+    python scripts/bench_sweep_backends.py --env-floor    # the envs alone: the sweep's floor
 
 Table 1 runs as groups of the batched runner (``benchmark.py --preset paper-table1 --batched``):
 one group per task of its 11 settings, two groups at a time on two cores. This runs that shape,
@@ -10,6 +11,11 @@ iterations, once with each backend, and reads each run's ``summary.json`` (steps
 wall time from its first step, so start-up is not counted). The aggregate SPS is the two groups'
 steps per second together; the projection is the sweep's 231 runs x 1M steps at that rate (the
 other five tasks cost about as much per step or less). docs/benchmarks/envpool.md has the figures.
+
+``--env-floor`` times the envs alone instead, on all 7 tasks: 11 envs (a group's) stepped with
+uniformly random actions, on EnvPool (one pool, one thread) and on gymnasium (11 bare envs, no
+wrappers, reset when they end), in microseconds per env step; and the hours Table 1's 231M steps
+would take on two cores if nothing but the envs ran, the floor no runner goes below.
 """
 
 from __future__ import annotations
@@ -21,12 +27,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import tyro
 from presets import TABLE1_VARIANTS, presets
 
 from common.cli import UsageError, parse_args
 from ppo_continuous import batched, train
-from ppo_continuous.envpool_envs import BACKENDS, check_backend
+from ppo_continuous.envpool_envs import BACKENDS, SUPPORTED_ENV_IDS, check_backend, make_pool
 
 TASKS = ("Hopper-v5", "HalfCheetah-v5")
 SWEEP_RUNS = 7 * len(TABLE1_VARIANTS) * 3  # 7 tasks x 11 settings x 3 seeds = 231
@@ -39,6 +47,8 @@ class Args:
     """iterations of each group (2,048 steps of each of its 11 runs each)"""
     backends: tuple[str, ...] = BACKENDS
     """the env backends to compare"""
+    env_floor: bool = False
+    """instead, time the envs alone (random actions) on all 7 tasks and project Table 1's floor"""
 
 
 def validate(args: Args) -> None:
@@ -121,7 +131,61 @@ def run_side_by_side(backend: str, iterations: int) -> Measured:
     return measured
 
 
+FLOOR_ENVS, FLOOR_STEPS = 11, 1000
+
+
+def env_step_microseconds(task: str, backend: str, seed: int = 0) -> float:
+    """Microseconds per env step of FLOOR_ENVS envs of ``task`` under random actions, nothing else."""
+    actions_of = np.random.default_rng(seed)
+    if backend == "envpool":
+        pool = make_pool(task, list(range(FLOOR_ENVS)))
+        pool.reset()
+        space = pool.action_space
+        actions = actions_of.uniform(space.low, space.high, (FLOOR_STEPS, FLOOR_ENVS, *space.shape))
+        start = time.perf_counter()
+        for batch in actions:
+            pool.step(batch)  # EnvPool resets an ended env on its next step
+        seconds = time.perf_counter() - start
+        pool.close()
+    else:
+        envs = [gym.make(task) for _ in range(FLOOR_ENVS)]
+        for i, env in enumerate(envs):
+            env.reset(seed=seed + i)
+        space = envs[0].action_space
+        actions = actions_of.uniform(space.low, space.high, (FLOOR_STEPS, FLOOR_ENVS, *space.shape))
+        start = time.perf_counter()
+        for batch in actions:
+            for env, action in zip(envs, batch, strict=True):
+                _, _, terminated, truncated, _ = env.step(action)
+                if terminated or truncated:
+                    env.reset()
+        seconds = time.perf_counter() - start
+        for env in envs:
+            env.close()
+    return seconds / (FLOOR_STEPS * FLOOR_ENVS) * 1e6
+
+
+def print_env_floor(backends: tuple[str, ...]) -> None:
+    print(f"| task | {' | '.join(f'{b}, us per env step' for b in backends)} |\n"
+          f"|---|{'---|' * len(backends)}")  # fmt: skip
+    per_task = {b: [] for b in backends}
+    for task in SUPPORTED_ENV_IDS:
+        cells = []
+        for backend in backends:
+            per_task[backend].append(env_step_microseconds(task, backend))
+            cells.append(f"{per_task[backend][-1]:.1f}")
+        print(f"| {task} | {' | '.join(cells)} |", flush=True)
+    steps_per_task = SWEEP_RUNS * SWEEP_STEPS / len(SUPPORTED_ENV_IDS)
+    for backend, micros in per_task.items():
+        hours = sum(steps_per_task * m / 1e6 for m in micros) / 3600 / 2
+        print(f"{backend}: Table 1's {SWEEP_RUNS * SWEEP_STEPS / 1e6:.0f}M env steps alone take "
+              f"{hours:.2f} h on two cores")  # fmt: skip
+
+
 def main(args: Args) -> None:
+    if args.env_floor:
+        print_env_floor(args.backends)
+        return
     print(f"{len(TASKS)} groups of {len(TABLE1_VARIANTS)} runs ({', '.join(TASKS)}) side by side, "
           f"{args.iterations} iterations each")  # fmt: skip
     print("| backend | aggregate SPS | steps | rollout / update s (both groups) | wall (s) |"

@@ -25,3 +25,19 @@ def test_a_group_is_table1s_eleven_settings_on_the_chosen_backend(tmp_path):
     )
     assert settings["fixed_kl_10"][0] == "fixed_kl" and settings["fixed_kl_10"][3] == 10.0
     assert args.seeds == (1,) * 11
+
+
+def test_env_floor_times_every_task_on_both_backends_and_projects_table1(monkeypatch, capsys):
+    import bench_sweep_backends
+
+    monkeypatch.setattr(bench_sweep_backends, "FLOOR_STEPS", 20)
+    bench_sweep_backends.print_env_floor(("envpool", "gymnasium"))
+    out = capsys.readouterr().out.splitlines()
+    rows = [line for line in out if line.startswith("| ") and "-v5" in line]
+    assert len(rows) == 7
+    for row in rows:
+        micros = [float(cell) for cell in row.strip("| ").split(" | ")[1:]]
+        assert len(micros) == 2 and all(0 < m < 10_000 for m in micros), row
+    floors = [line for line in out if "M env steps alone take" in line]
+    assert [line.split(":")[0] for line in floors] == ["envpool", "gymnasium"]
+    assert all(float(line.split("take ")[1].split(" h")[0]) > 0 for line in floors)
