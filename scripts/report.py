@@ -29,7 +29,7 @@ import numpy as np
 import table1
 from atari_tables import atari_lines
 from curves import trailing_mean
-from presets import REPO, presets, variant_order
+from presets import REPO, presets, variant_label, variant_order
 from records import RECORDS, Record, key_of, result_of_run, shared_records
 from table1 import measure_random_scores, read_random_scores, table1_lines
 
@@ -466,12 +466,65 @@ def setup_sections(
         envs = sorted({r["env_id"] for r in rows + setup_2017})
         return ["## Table 1 under today's setup and the 2017 setup", "",
                 *table1.setups_lines(rows, setup_2017, random_scores_for(envs, args.random_scores))]  # fmt: skip
+    if preset == "paper-table1-2017" and rows:
+        today = Record.load(record_dir / "paper-table1").results()
+        random = random_scores_for(envs_of(rows + today), args.random_scores)
+        return ["## Each setting under both setups, on today's scale", "",
+                "Until the 2017 column is complete, its own normalisation (its best setting = 1 per "
+                "env) says little; here each setting with 2017 runs is put on Table 1's scale under "
+                "today's setup instead, beside today's runs of the same setting on the same tasks "
+                f"({', '.join(envs_of(rows))}).", "",
+                *table1.ablation_lines(both_setups(rows, today), today, random),
+                *per_env_both_setups(rows, today, random)]  # fmt: skip
     if preset == "paper-table1-ablation":
         today = Record.load(record_dir / "paper-table1").results()
         envs = sorted({r["env_id"] for r in rows + today})
         return ["## The ablation: one 2017 choice at a time (normalised score)", "",
                 *table1.ablation_lines(rows, today, random_scores_for(envs, args.random_scores))]  # fmt: skip
     return []
+
+
+SETUP_2017_LABEL = "the 2017 setup (all seven choices)"
+
+
+def envs_of(rows: list[dict[str, Any]]) -> list[str]:
+    return sorted({r["env_id"] for r in rows})
+
+
+def per_env_both_setups(
+    setup_2017: list[dict[str, Any]], today: list[dict[str, Any]], random: dict[str, float]
+) -> list[str]:
+    """Per setting and env: the mean of each setup's runs on today's scale, and the raw means."""
+    bests = table1.env_bests(today)
+    scaled = {name: table1.normalized_runs(runs, random, bests)
+              for name, runs in (("today", today), ("2017", setup_2017))}  # fmt: skip
+    raw = {
+        name: table1.runs_by_env(runs) for name, runs in (("today", today), ("2017", setup_2017))
+    }
+    lines = ["Per env (on today's scale; raw mean of the last-100 return over seeds in brackets):", "",
+             "| setting | env | today's setup | the 2017 setup |", "|---|---|---|---|"]  # fmt: skip
+    for variant in sorted({r["variant"] for r in setup_2017}, key=variant_order):
+        for env in envs_of([r for r in setup_2017 if r["variant"] == variant]):
+            cells = []
+            for name in ("today", "2017"):
+                scores = scaled[name].get(variant, {}).get(env, [])
+                raws = raw[name].get(env, {}).get(variant, [])
+                cells.append(f"{np.mean(scores):.2f} ({np.mean(raws):,.1f}, n={len(raws)})"
+                             if scores else "no runs")  # fmt: skip
+            lines.append(f"| {variant_label(variant)} | {env} | {' | '.join(cells)} |")
+    return [*lines, ""]
+
+
+def both_setups(
+    setup_2017: list[dict[str, Any]], today: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Today's runs of the settings and envs the 2017 record has (so that both sides average the
+    same tasks while it fills), and the 2017 runs as the ablation names a setting with 2017 choices
+    (``{setting}+{choices}``), for ``table1.ablation_lines``."""
+    cells = {(r["variant"], r["env_id"]) for r in setup_2017}
+    return [r for r in today if (r["variant"], r["env_id"]) in cells] + [
+        {**r, "variant": f"{r['variant']}+{SETUP_2017_LABEL}"} for r in setup_2017
+    ]
 
 
 def superseded_lines(superseded: list[dict[str, Any]]) -> list[str]:
