@@ -58,13 +58,18 @@ def run_layers(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-@functools.cache
-def code_version() -> str:
-    """The git commit of this checkout (``+dirty`` when tracked files changed), or ``unknown``.
+# What runs and sweeps write into a checkout (results records, pages): output, not code.
+RESULTS_PATHS = ("docs/results",)
 
-    Recorded in every run's summary, so a result can be traced to the code that produced it.
+
+def code_version(repo: Path | None = None) -> str:
+    """The git commit of this checkout (``+dirty`` when tracked code changed), or ``unknown``.
+
+    Recorded in every run's summary, so a result can be traced to the code that produced it. A
+    sweep writes its results record into the checkout while later runs still run, so changes under
+    ``RESULTS_PATHS`` do not count as dirty: ``+dirty`` means the code itself differs.
     """
-    repo = Path(__file__).resolve().parents[1]
+    repo = repo or Path(__file__).resolve().parents[1]
 
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
@@ -72,7 +77,8 @@ def code_version() -> str:
 
     try:
         commit = git("rev-parse", "--short=12", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
+        outputs = [f":(exclude){path}" for path in RESULTS_PATHS]
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", *outputs)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return commit + ("+dirty" if dirty else "")  # fmt: skip

@@ -466,11 +466,11 @@ class GroupRun:
             {"charts/episodic_return": episode_return, "charts/episodic_length": length}, step
         )
 
-    def summary(self, total_timesteps: int, wall_time: float) -> dict[str, Any]:
+    def summary(self, total_timesteps: int, wall_time: float, commit: str) -> dict[str, Any]:
         """``common.episodes.run_summary`` with what ``Saver.write_summary`` adds, and the runner."""
         wall = self.wall_time if self.wall_time is not None else wall_time
         extra = {"runner": "batched", "env_backend": self.args.env_backend,
-                 "commit": code_version(), "host": host_description()}  # fmt: skip
+                 "commit": commit, "host": host_description()}  # fmt: skip
         return run_summary(
             env_id=self.args.env_id, exp_name=self.args.exp_name, seed=self.args.seed,
             objective=self.args.objective, global_step=self.global_step,
@@ -582,6 +582,7 @@ def main(args: Args, given_flags: Collection[str] = ()) -> None:
         args = saved_args
     runs_args = run_args(args)
     num_runs = len(runs_args)
+    commit = code_version()  # the code the group starts with, whatever the checkout holds later
     torch.set_num_threads(args.torch_threads)
     group_dir = Path(
         args.resume or args.group_dir
@@ -698,7 +699,7 @@ def main(args: Args, given_flags: Collection[str] = ()) -> None:
         wall = wall_before + time.time() - session_start
         for run in runs:
             atomic_write_json(
-                run.dir / "summary.json", run.summary(num_iterations * args.num_steps, wall)
+                run.dir / "summary.json", run.summary(num_iterations * args.num_steps, wall, commit)
             )
             run.tracker.close()
         progress.close()

@@ -17,5 +17,26 @@ def test_code_version_is_this_checkouts_commit():
     assert code_version() == head + ("+dirty" if dirty else "")
 
 
+def test_a_changed_results_record_is_not_dirty_code(tmp_path):
+    """A sweep writes its record into the checkout while later runs run: that is not dirty code."""
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], capture_output=True, check=True)
+
+    record = tmp_path / "docs" / "results" / "records" / "p" / "runs.csv"
+    record.parent.mkdir(parents=True)
+    record.write_text("env_id\n")
+    (tmp_path / "train.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "add", ".")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "first")
+    clean = code_version(tmp_path)
+    assert len(clean) == 12 and "+" not in clean
+    record.write_text("env_id\nHopper-v5\n")
+    assert code_version(tmp_path) == clean
+    (tmp_path / "train.py").write_text("x = 2\n")
+    assert code_version(tmp_path) == clean + "+dirty"
+
+
 def test_host_description_names_cores():
     assert host_description().endswith(" cores") and len(host_description()) > len(" cores")
