@@ -27,7 +27,7 @@ from pathlib import Path
 
 import tyro
 from curves import episode_returns, trailing_mean, train_or_reuse
-from welch import backend_gap
+from welch import welch_line
 
 from common.scores import game_name, human_random_scores
 
@@ -134,16 +134,6 @@ def main(args: BenchArgs) -> None:
                 print(
                     f"CleanRL ppo_atari.py at {int(row['total_timesteps']):,} steps: {row['cleanrl_mean']} +- {row['cleanrl_pm']}"
                 )
-
-
-def welch_line(label: str, first: list[float], second: list[float]) -> str:
-    """The gap between two sets of per-seed scores, its standard error and Welch's verdict."""
-    if min(len(first), len(second)) < 2:
-        return f"{label}: Welch's t-test needs at least 2 seeds on each side"
-    gap, error, p_value = backend_gap(first, second)
-    verdict = "within noise" if p_value >= 0.05 else "NOT within noise"
-    return (f"{label}: {gap:+.1f} +- {error:.1f} (standard error across seeds); "
-            f"Welch's t-test p = {p_value:.2f}: {verdict} at the 5% level")  # fmt: skip
 
 
 if __name__ == "__main__":

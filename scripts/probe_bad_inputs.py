@@ -239,25 +239,28 @@ def combination_and_rank_cases(folder: Path, run_dir: Path) -> list[Case]:
     out.append(Case("ppo_continuous evaluate.py RUN --out <new folder>/",
                     [*script("ppo_continuous", "evaluate.py"), str(run_dir), "--episodes", "1",
                      "--out", f"{folder / 'new' / 'folder'}/"], 0))  # fmt: skip
+
     # Two ranks by hand (as srun starts them), gloo on the CPU; rank 1 alone has a bad flag. The
     # case's exit code and stderr are rank 0's.
-    pendulum = " ".join(
-        [*SMALL["ppo_continuous"], "--total-timesteps", "512", "--runs-dir", str(folder / "ranks")]
-    )
-    world, world_killed = (
-        f"WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={free_port()}" for _ in "12"
-    )
-    python = f"{sys.executable} {REPO / 'ppo_continuous' / 'train.py'} {pendulum}"
+    def pendulum(runs_dir: Path, *flags: str) -> str:
+        trainer = [sys.executable, str(REPO / "ppo_continuous" / "train.py")]
+        return " ".join([*trainer, *SMALL["ppo_continuous"], "--runs-dir", str(runs_dir), *flags])
+
+    world = f"WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={free_port()}"
+    python = pendulum(folder / "ranks", "--total-timesteps", "512")
     both = (f"RANK=1 {world} {python} --gamma 1.5 2>/dev/null & "
             f"RANK=0 {world} {python}; code=$?; wait; exit $code")  # fmt: skip
     out.append(Case("two ranks by hand, rank 1 --gamma 1.5", ["bash", "-c", both], 2))
     alone = f"PPO_RANKS_JOIN_TIMEOUT_S=5 RANK=0 {world} {python}"
     out.append(Case("rank 0 of 2 by hand, rank 1 never started", ["bash", "-c", alone], 2))
     # kill -9 of rank 1 once the run has saved a checkpoint: rank 0 says so in one line, exit 1.
-    killed = folder / "killed"
-    long_run = f"{python.replace(str(folder / 'ranks'), str(killed))} --total-timesteps 10000000 --save-every 1"
-    kill_one = (f"RANK=1 {world_killed} {long_run} 2>/dev/null & one=$!; "
-                f"RANK=0 {world_killed} {long_run} & zero=$!; "
+    killed, world = (
+        folder / "killed",
+        f"WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={free_port()}",
+    )
+    long_run = pendulum(killed, "--total-timesteps", "10000000", "--save-every", "1")
+    kill_one = (f"RANK=1 {world} {long_run} 2>/dev/null & one=$!; "
+                f"RANK=0 {world} {long_run} & zero=$!; "
                 f"until ls {killed}/*/checkpoints/latest.pt >/dev/null 2>&1; do sleep 0.2; done; "
                 f"kill -9 $one; wait $zero")  # fmt: skip
     out.append(Case("two ranks by hand, rank 1 killed with SIGKILL", ["bash", "-c", kill_one], 1))

@@ -234,5 +234,5 @@ def test_learning_comparison_groups_runs_by_backend_and_tests_the_gap(tmp_path, 
         in out
     )
     assert "| Hopper-v5 | gymnasium | 1, 2, 3 | 500.0, 510.0, 520.0 | 510.0 +- 10.0 |" in out
-    assert "last 100 episodes: envpool - gymnasium = +590.0 +- 58.0" in out
+    assert "Hopper-v5, last 100 episodes, envpool - gymnasium: +590.0 +- 58.0" in out
     assert "NOT within noise" in out  # p < 0.05 for a gap of 10 standard errors
