@@ -29,6 +29,37 @@ def pick_device(cuda: bool) -> torch.device:
     return torch.device("cuda" if cuda and torch.cuda.is_available() else "cpu")
 
 
+# CPU features whose instructions compute bf16 products in hardware (AVX-512 BF16, Intel AMX).
+NATIVE_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as ``/proc/cpuinfo`` lists them; empty where it does not exist."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bf16 in hardware: a CUDA GPU that supports it, or a CPU with
+    AVX-512 BF16 or AMX. Elsewhere autocast emulates bf16: the same numerics, only slower."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(cpu_flags() & NATIVE_BF16_CPU_FLAGS)
+
+
+def pick_precision(choice: str, device: torch.device) -> str:
+    """``--precision``: ``auto`` is bf16 where ``device`` has native bf16, fp32 elsewhere."""
+    if choice != "auto":
+        return choice
+    return "bf16" if native_bf16(device) else "fp32"
+
+
 # --8<-- [start:layer_init]
 def layer_init(layer: nn.Module, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Module:
     """Orthogonal weights with gain ``std`` and constant bias, as in openai/baselines ppo2."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -48,7 +48,7 @@ from common.losses import (
 )
 from common.objectives import Objective, adapt_kl_beta
 from common.run import Run
-from common.runtime import layer_init
+from common.runtime import layer_init, pick_precision
 from common.schedules import linear_anneal
 from common.scores import human_normalized_score
 from common.validation import check_command_line
@@ -63,8 +63,9 @@ class Args(RunArgs):
     """the name of this experiment, part of the run name"""
     save_every: int = 100
     """save a checkpoint every this many iterations (and at the end); 0 saves only at the end"""
-    precision: Literal["fp32", "bf16"] = "fp32"
-    """bf16 runs the network under autocast (fast on CPUs with AMX and on recent GPUs); losses stay fp32"""
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
+    """bf16 runs the network under autocast (fast on CPUs with AMX and on recent GPUs); losses stay
+    fp32; auto: bf16 where the device has it in hardware (avx512_bf16, AMX, a bf16 GPU), else fp32"""
 
     # Environment
     env_id: str = "BreakoutNoFrameskip-v4"
@@ -166,6 +167,8 @@ def main(args: Args, given_flags: Collection[str] = ()) -> None:
     args = resolve(args, given_flags)  # a direct call (tests, notebooks) resolves as the CLI does
     with Run(args, "ppo_atari", given_flags, summary_extra) as run:
         args, device = run.args, run.device  # a resumed run goes on with its saved flags
+        # auto is decided once, here: the checkpoint and summary keep what this run computes in.
+        run.args = args = replace(args, precision=pick_precision(args.precision, device))
         envs = make_atari_envs(
             atari_spec(args.env_id), args.num_envs, args.env_backend, args.seed, args.async_envs,
             run.video_folder, fire_on_life_loss=args.fire_on_life_loss,

@@ -35,6 +35,14 @@ def run_trainer(
     )  # fmt: skip
 
 
+def host_cpu_flags() -> set[str]:
+    """This host's CPU flags, read here independently of ``common.runtime``."""
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    return set(
+        next((line for line in lines if line.startswith("flags")), "").partition(":")[2].split()
+    )
+
+
 def only_run_dir(runs_dir: Path) -> Path:
     dirs = [d for d in runs_dir.iterdir() if d.is_dir()]
     assert len(dirs) == 1, f"expected one run folder in {runs_dir}, found {dirs}"

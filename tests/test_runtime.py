@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import subprocess
 
-from conftest import REPO
+import pytest
+import torch
+from conftest import REPO, host_cpu_flags
 
+from common import runtime
 from common.runtime import code_version, host_description
 
 
@@ -40,3 +43,24 @@ def test_a_changed_results_record_is_not_dirty_code(tmp_path):
 
 def test_host_description_names_cores():
     assert host_description().endswith(" cores") and len(host_description()) > len(" cores")
+
+
+@pytest.mark.parametrize(
+    ("flags", "auto"),
+    [
+        ({"avx2", "avx512f"}, "fp32"),  # AVX-512 without BF16: autocast emulates bf16
+        ({"avx2", "avx512f", "avx512_bf16"}, "bf16"),  # e.g. AMD EPYC Zen 4
+        ({"avx2", "amx_bf16", "amx_tile"}, "bf16"),  # Intel AMX
+        (set(), "fp32"),  # no /proc/cpuinfo
+    ],
+)
+def test_auto_precision_is_bf16_only_on_a_cpu_with_bf16_in_hardware(flags, auto, monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset(flags))
+    cpu = torch.device("cpu")
+    assert runtime.pick_precision("auto", cpu) == auto
+    assert runtime.pick_precision("fp32", cpu) == "fp32"  # forced, whatever the host
+    assert runtime.pick_precision("bf16", cpu) == "bf16"
+
+
+def test_cpu_flags_are_this_hosts():
+    assert runtime.cpu_flags() == frozenset(host_cpu_flags())

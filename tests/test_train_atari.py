@@ -12,7 +12,15 @@ import time
 
 import pytest
 import torch
-from conftest import REPO, assert_usage_error, only_run_dir, run_trainer, scalars, summary
+from conftest import (
+    REPO,
+    assert_usage_error,
+    host_cpu_flags,
+    only_run_dir,
+    run_trainer,
+    scalars,
+    summary,
+)
 
 SMALL = ["--num-envs", "4", "--num-steps", "64", "--num-minibatches", "2", "--update-epochs", "2",
          "--total-timesteps", "512"]  # fmt: skip
@@ -36,6 +44,19 @@ def test_two_iterations_on_each_backend(backend, runs_dir, tmp_path):
     done = summary(run_dir)
     assert done["global_step"] == 512 and done["env_backend"] == backend
     assert (run_dir / "checkpoints" / "latest.pt").is_file()
+
+
+def test_auto_precision_is_bf16_where_the_cpu_has_it_and_the_run_records_which(runs_dir, tmp_path):
+    native = bool({"avx512_bf16", "amx_bf16"} & host_cpu_flags())
+    result = run_trainer(
+        "ppo_atari", "--precision", "auto", *SMALL, "--runs-dir", str(runs_dir), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(runs_dir)
+    resolved = "bf16" if native else "fp32"
+    assert summary(run_dir)["precision"] == resolved
+    saved = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=False)
+    assert saved["args"]["precision"] == resolved  # a resume goes on in the same precision
 
 
 def test_paper_table5_flags_anneal_clip_and_lr(runs_dir, tmp_path):
