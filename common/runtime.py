@@ -33,16 +33,21 @@ def pick_device(cuda: bool) -> torch.device:
 NATIVE_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
+def cpuinfo_field(name: str) -> str | None:
+    """The first CPU's ``name`` field in ``/proc/cpuinfo``; None where the file or field is missing."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(name):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 @functools.cache
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags as ``/proc/cpuinfo`` lists them; empty where it does not exist."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
+    return frozenset((cpuinfo_field("flags") or "").split())
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -118,14 +123,7 @@ def code_version(repo: Path | None = None) -> str:
 @functools.cache
 def host_description() -> str:
     """The CPU model and core count, so speed figures say which machine they came from."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpuinfo_field("model name") or platform.processor() or platform.machine()
     return f"{model}, {os.cpu_count()} cores"
 
 

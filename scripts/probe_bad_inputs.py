@@ -246,7 +246,10 @@ def combination_and_rank_cases(folder: Path, run_dir: Path) -> list[Case]:
         trainer = [sys.executable, str(REPO / "ppo_continuous" / "train.py")]
         return " ".join([*trainer, *SMALL["ppo_continuous"], "--runs-dir", str(runs_dir), *flags])
 
-    world = f"WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={free_port()}"
+    def two_ranks() -> str:  # the environment of a new 2-rank world, on a port of its own
+        return f"WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={free_port()}"
+
+    world = two_ranks()
     python = pendulum(folder / "ranks", "--total-timesteps", "512")
     both = (f"RANK=1 {world} {python} --gamma 1.5 2>/dev/null & "
             f"RANK=0 {world} {python}; code=$?; wait; exit $code")  # fmt: skip
@@ -254,10 +257,7 @@ def combination_and_rank_cases(folder: Path, run_dir: Path) -> list[Case]:
     alone = f"PPO_RANKS_JOIN_TIMEOUT_S=5 RANK=0 {world} {python}"
     out.append(Case("rank 0 of 2 by hand, rank 1 never started", ["bash", "-c", alone], 2))
     # kill -9 of rank 1 once the run has saved a checkpoint: rank 0 says so in one line, exit 1.
-    killed, world = (
-        folder / "killed",
-        f"WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={free_port()}",
-    )
+    killed, world = folder / "killed", two_ranks()
     long_run = pendulum(killed, "--total-timesteps", "10000000", "--save-every", "1")
     kill_one = (f"RANK=1 {world} {long_run} 2>/dev/null & one=$!; "
                 f"RANK=0 {world} {long_run} & zero=$!; "
