@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO, fake_run
@@ -120,3 +121,44 @@ def test_first_backend_is_tested_against_another_setups_seeds(tmp_path):
         assert float(line[2]) == pytest.approx(error, abs=0.05)
         assert float(line[3]) == pytest.approx(p_value, abs=0.01)
         assert line[4] == ("within noise" if p_value >= 0.05 else "NOT within noise")
+
+
+def test_jobs_train_that_many_runs_at_a_time_each_on_its_own_cores(monkeypatch):
+    """--jobs 2: never more than two runs at once, two at once never on the same cores, and every
+    backend and seed trained exactly once."""
+    import threading
+    import time
+
+    import bench_atari_learning as bench
+
+    monkeypatch.setattr(bench, "core_shares", lambda jobs: [[0, 2], [1, 3]][:jobs])
+    running: dict[tuple[str, int], list[int]] = {}
+    lock = threading.Lock()
+    most_at_once = []
+
+    def fake_run_one(backend, seed, args, cores=None):
+        with lock:
+            assert all(set(cores).isdisjoint(other) for other in running.values())
+            running[backend, seed] = cores
+            most_at_once.append(len(running))
+        time.sleep(0.2)
+        with lock:
+            del running[backend, seed]
+        return Path(f"{backend}-{seed}")
+
+    monkeypatch.setattr(bench, "run_one", fake_run_one)
+    args = bench.BenchArgs(backends=("ale_vector", "gymnasium"), seeds=(1, 2, 3), jobs=2)
+    runs = bench.run_all(args)
+    assert runs == {(b, s): Path(f"{b}-{s}") for b in args.backends for s in args.seeds}
+    assert max(most_at_once) == 2
+
+
+def test_jobs_beyond_the_cores_are_refused_before_any_run(tmp_path):
+    """--jobs 0 as a real command (core_shares' own test covers more jobs than cores)."""
+    result = subprocess.run(
+        [sys.executable, SCRIPT, "--jobs", "0", "--runs-dir", str(tmp_path / "runs")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert re.fullmatch(r"error: --jobs: \S+ runs at a time need 1 to \d+ cores.*\n", result.stderr)
+    assert not (tmp_path / "runs").exists()

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from curves import episode_returns
 
 
@@ -49,3 +54,52 @@ def test_finished_run_skips_a_cut_summary_with_a_warning(tmp_path, capsys):
     (cut / "summary.json").write_text('{"finished": tr')
     assert finished_run(tmp_path / "runs", "Pendulum-v1") == good
     assert f"warning: {cut / 'summary.json'}: cannot be read" in capsys.readouterr().err
+
+
+def one_core() -> list[int]:
+    """A share of one core this process may use."""
+    return [max(os.sched_getaffinity(0))] if hasattr(os, "sched_getaffinity") else [0]
+
+
+def test_core_shares_deal_every_core_once(monkeypatch):
+    import curves
+
+    monkeypatch.setattr(curves.os, "sched_getaffinity", lambda pid: {0, 1, 2, 5, 7}, raising=False)
+    assert curves.core_shares(1) == [[0, 1, 2, 5, 7]]
+    assert curves.core_shares(2) == [[0, 2, 7], [1, 5]]
+    assert curves.core_shares(5) == [[0], [1], [2], [5], [7]]
+    for jobs in (0, 6):
+        with pytest.raises(ValueError, match="need 1 to 5 cores"):
+            curves.core_shares(jobs)
+
+
+def test_a_pinned_trainer_runs_on_its_share_with_a_thread_per_core(tmp_path):
+    """The command sees only its cores (where the OS can pin) and OMP_NUM_THREADS = their count."""
+    from curves import train_or_reuse
+
+    share = one_core()
+    runs = tmp_path / "runs"
+    report = runs / "run" / "seen.json"
+    # Sleeps first so that it reads its affinity after the parent pinned it, as torch's thread
+    # pools start after the trainer's imports.
+    trainer = (
+        "import json, os, pathlib, time; time.sleep(1); "
+        f"out = pathlib.Path({str(report)!r}); out.parent.mkdir(parents=True); "
+        "cores = sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else None; "
+        "out.write_text(json.dumps([cores, os.environ['OMP_NUM_THREADS']]))"
+    )
+    run = train_or_reuse([sys.executable, "-c", trainer], runs, "Any-v0", False, share)
+    assert run == runs / "run"
+    cores, threads = json.loads(report.read_text())
+    assert threads == "1"
+    if hasattr(os, "sched_getaffinity"):
+        assert cores == share
+
+
+def test_a_failing_trainer_fails_the_benchmark(tmp_path):
+    from curves import train_or_reuse
+
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(subprocess.CalledProcessError):
+        train_or_reuse([sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "runs", "Any-v0",
+                       False, one_core())  # fmt: skip
