@@ -33,12 +33,17 @@ def pick_device(cuda: bool) -> torch.device:
 NATIVE_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
+CPUINFO = Path("/proc/cpuinfo")
+
+
 def cpuinfo_field(name: str) -> str | None:
-    """The first CPU's ``name`` field in ``/proc/cpuinfo``; None where the file or field is missing."""
+    """The first CPU's ``name`` field in ``/proc/cpuinfo``; None where the file or field is missing.
+    The name must match a whole field: "model" is not "model name", nor "cpu" "cpu family"."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(name):
-                return line.split(":", 1)[1].strip()
+        for line in CPUINFO.read_text().splitlines():
+            field, colon, value = line.partition(":")
+            if colon and field.strip() == name:
+                return value.strip()
     except OSError:
         pass
     return None

@@ -64,3 +64,18 @@ def test_auto_precision_is_bf16_only_on_a_cpu_with_bf16_in_hardware(flags, auto,
 
 def test_cpu_flags_are_this_hosts():
     assert runtime.cpu_flags() == frozenset(host_cpu_flags())
+
+
+def test_cpuinfo_fields_match_whole_names(monkeypatch, tmp_path):
+    planted = tmp_path / "cpuinfo"
+    planted.write_text(
+        "processor\t: 0\ncpu family\t: 6\nmodel\t\t: 143\nmodel name\t: Some Xeon\n"
+        "flags\t\t: fpu avx512_bf16\nvmx flags\t: ept\n\nprocessor\t: 1\nmodel name\t: Other\n"
+    )
+    monkeypatch.setattr(runtime, "CPUINFO", planted)
+    assert runtime.cpuinfo_field("model") == "143"
+    assert runtime.cpuinfo_field("model name") == "Some Xeon"  # the first CPU's
+    assert runtime.cpuinfo_field("flags") == "fpu avx512_bf16"
+    assert runtime.cpuinfo_field("cpu") is None  # a prefix of "cpu family", not a field
+    monkeypatch.setattr(runtime, "CPUINFO", tmp_path / "missing")
+    assert runtime.cpuinfo_field("flags") is None
