@@ -63,9 +63,10 @@ class Args(RunArgs):
     """the name of this experiment, part of the run name"""
     save_every: int = 100
     """save a checkpoint every this many iterations (and at the end); 0 saves only at the end"""
-    precision: Literal["fp32", "bf16", "auto"] = "fp32"
-    """bf16 runs the network under autocast (fast on CPUs with AMX and on recent GPUs); losses stay
-    fp32; auto: bf16 where the device has it in hardware (avx512_bf16, AMX, a bf16 GPU), else fp32"""
+    precision: Literal["fp32", "bf16", "auto"] = "auto"
+    """auto: bf16 autocast for the network where the device has bf16 in hardware (avx512_bf16, AMX,
+    a bf16 GPU), fp32 elsewhere; losses stay fp32. Returns at equal steps match fp32's within noise
+    (docs/benchmarks/atari_learning.md); fp32 or bf16 forces one"""
 
     # Environment
     env_id: str = "BreakoutNoFrameskip-v4"

@@ -62,6 +62,15 @@ def test_auto_precision_is_bf16_only_on_a_cpu_with_bf16_in_hardware(flags, auto,
     assert runtime.pick_precision("bf16", cpu) == "bf16"
 
 
+@pytest.mark.parametrize(("flags", "default"), [({"avx2", "amx_bf16"}, "bf16"), ({"avx2"}, "fp32")])
+def test_the_atari_default_is_bf16_only_where_the_cpu_computes_it(flags, default, monkeypatch):
+    """Decided by the learning comparison (docs/benchmarks/atari_learning.md): on any host."""
+    from ppo_atari.train import Args
+
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset(flags))
+    assert runtime.pick_precision(Args().precision, torch.device("cpu")) == default
+
+
 def test_cpu_flags_are_this_hosts():
     assert runtime.cpu_flags() == frozenset(host_cpu_flags())
 

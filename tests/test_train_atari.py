@@ -46,11 +46,10 @@ def test_two_iterations_on_each_backend(backend, runs_dir, tmp_path):
     assert (run_dir / "checkpoints" / "latest.pt").is_file()
 
 
-def test_auto_precision_is_bf16_where_the_cpu_has_it_and_the_run_records_which(runs_dir, tmp_path):
+def test_default_precision_is_bf16_where_the_cpu_has_it_and_recorded(runs_dir, tmp_path):
     native = bool({"avx512_bf16", "amx_bf16"} & host_cpu_flags())
-    result = run_trainer(
-        "ppo_atari", "--precision", "auto", *SMALL, "--runs-dir", str(runs_dir), cwd=tmp_path
-    )
+    # no --precision: the default
+    result = run_trainer("ppo_atari", *SMALL, "--runs-dir", str(runs_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = only_run_dir(runs_dir)
     resolved = "bf16" if native else "fp32"
