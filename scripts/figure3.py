@@ -66,26 +66,28 @@ def score_cell(score: Score | None) -> str:
     return f"{mean:.1f} [{low:.1f}, {high:.1f}] (n={runs})"
 
 
-def still_to_run(rows: list[dict[str, Any]], expected_runs: int | None) -> list[str]:
-    """What the preset has not run yet, per algorithm (each runs an equal share of the preset)."""
-    if not expected_runs or len(rows) >= expected_runs:
+def still_to_run(rows: list[dict[str, Any]], planned: dict[str, int] | None) -> list[str]:
+    """What the preset has not run yet, per algorithm; ``planned``: its runs of each algorithm (a
+    preset may plan only some of Figure 3's, as ``paper-figure3-2017`` plans PPO and TRPO)."""
+    done, planned = Counter(r["variant"] for r in rows), planned or {}
+    left = {v: planned[v] - done[v] for v in FIGURE3_VARIANTS if done[v] < planned.get(v, 0)}
+    if not left:
         return []
-    share = expected_runs // len(FIGURE3_VARIANTS)
-    done = Counter(r["variant"] for r in rows)
-    left = [f"{algorithm_label(v)} {share - done[v]}" for v in FIGURE3_VARIANTS if done[v] < share]
     return [
-        f"Still to run ({expected_runs - len(rows)} runs): {', '.join(left)}. The preset's "
+        f"Still to run ({sum(left.values())} runs): "
+        f"{', '.join(f'{algorithm_label(v)} {n}' for v, n in left.items())}. The preset's "
         "command, on any machine, runs only these.",
         "",
     ]
 
 
-def figure3_lines(rows: list[dict[str, Any]], expected_runs: int | None = None) -> list[str]:
+def figure3_lines(rows: list[dict[str, Any]], planned: dict[str, int] | None = None) -> list[str]:
     """Markdown: the final score of each algorithm on each task, with intervals and run counts."""
     variants = algorithms(rows)
     scores = final_scores(rows)
     tasks = sorted({r["env_id"] for r in rows})
     diverged = sum(r.get("status") == "diverged" for r in rows)
+    expected_runs = sum(planned.values()) if planned else None
     lines = [
         "Score: mean return over the last 100 episodes of a run (raw, not normalised), averaged "
         "over seeds. Interval: 95% percentile bootstrap of that mean, resampling seeds (as Table "
@@ -94,7 +96,7 @@ def figure3_lines(rows: list[dict[str, Any]], expected_runs: int | None = None) 
         f"Runs: {len(rows)}" + (f" of {expected_runs}" if expected_runs else "")
         + f", {diverged} diverged.",
         "",
-        *still_to_run(rows, expected_runs),
+        *still_to_run(rows, planned),
         "| task | " + " | ".join(algorithm_label(v) for v in variants) + " |",
         "|---" * (len(variants) + 1) + "|",
     ]  # fmt: skip

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -352,7 +352,7 @@ def write_page(
     title: str,
     page: Path,
     img_dir: Path,
-    expected_runs: int | None = None,
+    planned: dict[str, int] | None = None,
     superseded: list[dict[str, Any]] = (),
     sections: list[str] = (),
     site_page: bool = False,
@@ -380,11 +380,11 @@ def write_page(
     if table and not (sections and sections[0].startswith("## The ablation")):
         random_scores = random_scores_for(sorted({r["env_id"] for r in table}), args.random_scores)
         lines += ["## Table 1: surrogate objectives on MuJoCo (normalised score)", ""]
-        lines += table1_lines(table, random_scores, expected_runs)
+        lines += table1_lines(table, random_scores, sum(planned.values()) if planned else None)
     lines += list(sections)
     if figure:
         lines += ["## Figure 3: PPO against the comparison algorithms (final scores)", ""]
-        lines += figure3.figure3_lines(figure, expected_runs)
+        lines += figure3.figure3_lines(figure, planned)
     if atari:
         import matplotlib
 
@@ -432,10 +432,10 @@ def main(args: Args) -> None:
         rows = shared_rows(records, rows)
         superseded = [r for r in rows if r.get("superseded_by")]
         rows = [r for r in rows if not r.get("superseded_by")]
-        expected = expected_runs([folder.name for folder in records])
+        planned = planned_runs([folder.name for folder in records])
         plots = write_page(
             rows, args, PAGE_TITLES.get(preset, f"Results: {preset}"), out / f"{preset}.md",
-            out / "img" / preset, expected, superseded,
+            out / "img" / preset, planned, superseded,
             setup_sections(preset, Path(args.record_dir), rows, args), site_page=True,
         )  # fmt: skip
         if args.wandb:
@@ -563,12 +563,16 @@ def shared_rows(folders: list[Path], rows: list[dict[str, Any]]) -> list[dict[st
     ]
 
 
-def expected_runs(names: list[str]) -> int | None:
-    """The runs the presets plan in all (None when one is not a known preset)."""
+def planned_runs(names: list[str]) -> dict[str, int] | None:
+    """The runs the presets plan of each setting (None when one is not a known preset)."""
     known = presets()
     if not all(name in known for name in names):
         return None
-    return sum(len(p.env_ids) * len(p.seeds) * len(p.variants) for p in map(known.get, names))
+    planned: Counter[str] = Counter()
+    for preset in map(known.get, names):
+        for variant in preset.variants:
+            planned[variant] += len(preset.env_ids) * len(preset.seeds)
+    return dict(planned)
 
 
 def publish_to_wandb(

@@ -183,3 +183,21 @@ def test_smoke_figure3_sweep_and_report(tmp_path):
     cells = row.strip("| ").split(" | ")[1:]
     one_run = CELL.replace("n=\\d", "n=1")
     assert len(cells) == 5 and all(re.fullmatch(one_run, c) for c in cells), row
+
+
+def test_a_preset_that_plans_only_ppo_and_trpo_lists_only_those_as_still_to_run(tmp_path):
+    """paper-figure3-2017 plans 21 PPO (Clip) and 21 TRPO runs, none of the other algorithms."""
+    records = tmp_path / "records"
+    planted = planted_record(tmp_path / "planted").results()
+    record = Record(records / "paper-figure3-2017")
+    for row in planted:
+        if row["variant"] in ("clip_0.2", "trpo") and not (
+            row["variant"] == "trpo" and row["seed"] == 2
+        ):
+            record.add(row, {"steps": [1000, 2000], "returns": [0.0, row["mean_return_last_100"]]})
+    record.save()  # PPO (Clip) 4 runs, TRPO 2 runs
+    out = tmp_path / "out"
+    report.main(report.Args(record_dir=str(records), out=str(out)))
+    text = (out / "paper-figure3-2017.md").read_text()
+    assert "Runs: 6 of 42, 0 diverged." in text
+    assert "Still to run (36 runs): PPO (Clip) 17, TRPO 19. The preset's command" in text
