@@ -132,6 +132,13 @@ class Run:
         return status_of(summary) if summary else None
 
 
+def ran_in_a_group(run_dir: Path | None) -> bool:
+    """Whether a stopped run was trained by ``batched.py``: its checkpoint is the batched runner's,
+    which the single trainer refuses, and its group's checkpoint resumes it instead."""
+    summary = read_summary(run_dir) if run_dir else None
+    return bool(summary) and summary.get("runner") == "batched"
+
+
 def find_run_dir(runs_dir: Path, env_id: str, variant: str, seed: int) -> Path | None:
     """The newest run folder of this env, variant and seed, if any."""
     found = sorted(runs_dir.glob(run_prefix(env_id, variant, seed) + "*"), key=lambda p: p.name)
@@ -170,6 +177,8 @@ def plan(args: Args, preset: Preset, runs_dir: Path, record: Record | None = Non
                     state = "recorded"
                 elif run.status() in RESULT_STATUSES:
                     state = "finished"
+                elif args.batched and ran_in_a_group(run_dir):
+                    state = "new"  # its group is planned again and resumes from its own checkpoint
                 elif run_dir is not None and (run_dir / "checkpoints" / "latest.pt").is_file():
                     state, flags = "resume", [*flags, "--resume", str(run_dir)]
                 else:

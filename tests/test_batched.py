@@ -553,3 +553,34 @@ def test_the_launcher_records_the_finished_runs_of_a_group_that_exits_3(tmp_path
     args = SimpleNamespace(group_size=0, workers=1, slurm_partition=None)
     failed = batched_groups.run_batched(args, runs, tmp_path, None, launcher)
     assert failed == 0 and recorded == runs
+
+
+def test_a_stopped_group_is_planned_as_a_group_again_not_as_single_resumes(tmp_path):
+    """A batched run stopped by SIGTERM has its own checkpoint, written by the batched runner,
+    which the single trainer refuses: under --batched the launcher plans it into a group again
+    (the same runs give the same group folder, which resumes), never as a single-trainer resume."""
+    import batched_groups
+    import benchmark
+    import presets
+
+    runs_dir = tmp_path / "runs"
+    for seed in (1, 2):
+        folder = runs_dir / f"Pendulum-v1__clip_0.2__{seed}__1"
+        (folder / "checkpoints").mkdir(parents=True)
+        (folder / "checkpoints" / "latest.pt").write_bytes(b"batched")
+        (folder / "summary.json").write_text(json.dumps({"runner": "batched", "status": "stopped"}))
+    preset = presets.presets()["smoke"]
+    args = benchmark.Args(preset="smoke", batched=True, env_ids=("Pendulum-v1",))
+    planned = benchmark.plan(args, preset, runs_dir)
+    assert [run.state for run in planned] == ["new", "new"]
+    assert all("--resume" not in run.command for run in planned)
+    group_dir = batched_groups.group_folder(runs_dir, "Pendulum-v1", planned)
+    (group_dir / "checkpoints").mkdir(parents=True)
+    (group_dir / "checkpoints" / "latest.pt").write_bytes(b"group")
+    (group,) = batched_groups.make_groups(planned, runs_dir)
+    assert group.command[-2:] == ["--resume", str(group_dir)]
+    # Without --batched the single trainer is asked, and refuses in one line (exit 2).
+    single = benchmark.plan(
+        benchmark.Args(preset="smoke", env_ids=("Pendulum-v1",)), preset, runs_dir
+    )
+    assert [run.state for run in single] == ["resume", "resume"]
