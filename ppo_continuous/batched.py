@@ -734,8 +734,10 @@ def log_iteration(
 
 def refuse_changed_flags(args: Args, saved: Args, given_flags: Collection[str]) -> None:
     """A resumed group goes on with its saved settings: a flag given with another value is
-    refused in one line (given again with its saved value, it is accepted)."""
-    for name in sorted(set(given_flags) - {"resume", "group_dir"}):
+    refused in one line (given again with its saved value, it is accepted). ``given_flags`` holds
+    both readings of a ``--no-`` flag (``no_anneal_lr`` and ``anneal_lr``): only fields count."""
+    given = {name for name in given_flags if hasattr(saved, name)} - {"resume", "group_dir"}
+    for name in sorted(given):
         if getattr(args, name) != getattr(saved, name):
             exit_usage(
                 f"{flag(name)}: cannot be changed when resuming a group (--resume {args.resume} "

@@ -584,3 +584,18 @@ def test_a_stopped_group_is_planned_as_a_group_again_not_as_single_resumes(tmp_p
         benchmark.Args(preset="smoke", env_ids=("Pendulum-v1",)), preset, runs_dir
     )
     assert [run.state for run in single] == ["resume", "resume"]
+
+
+def test_a_resume_takes_a_no_flag_given_again_at_its_saved_value(capsys):
+    """The launcher resumes a group with the group's whole command, ``--no-anneal-lr`` included:
+    both readings of that flag (``no_anneal_lr``, ``anneal_lr``) reach the check, which crashed on
+    the one that is no field; the field's saved value is accepted, another refused in one line."""
+    from common.cli import flags_on_command_line
+
+    saved = batched.Args(anneal_lr=False)
+    given = flags_on_command_line(["--no-anneal-lr", "--resume", "group"])
+    batched.refuse_changed_flags(batched.Args(anneal_lr=False, resume="group"), saved, given)
+    with pytest.raises(SystemExit) as stop:
+        batched.refuse_changed_flags(batched.Args(anneal_lr=True, resume="group"), saved, given)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.startswith("error: --anneal-lr: cannot be changed when resuming")
