@@ -768,6 +768,16 @@ UNSUPPORTED = ("num_envs", "target_kl", "bootstrap_truncated", "capture_video", 
                "resume")  # fmt: skip
 
 
+def _shared_fields() -> list[str]:
+    """The single trainer's flags a group writes once: every run of the group must agree on them."""
+    return [f.name for f in fields(Args) if f.name in TRAINER_FIELDS]
+
+
+def shared_settings(run: train.Args) -> tuple[Any, ...]:
+    """A run's values of the flags a group shares: runs with equal values can be one group."""
+    return tuple(getattr(run, name) for name in _shared_fields())
+
+
 def command_for(runs: list[train.Args], group_dir: str | Path, save_every: int = 10) -> list[str]:
     """``python ppo_continuous/batched.py ...`` running ``runs`` (the single trainer's settings of
     each, e.g. parsed from a sweep's trainer flags) as one group; ValueError if they cannot be."""
@@ -779,16 +789,14 @@ def command_for(runs: list[train.Args], group_dir: str | Path, save_every: int =
                     f"--{name.replace('_', '-')} is not supported by the batched runner"
                 )
     command = [sys.executable, str(Path(__file__).resolve())]
-    for f in fields(Args):
-        if f.name not in TRAINER_FIELDS:
-            continue
-        values = {getattr(run, f.name) for run in runs}
+    for name in _shared_fields():
+        values = {getattr(run, name) for run in runs}
         if len(values) != 1:
-            raise ValueError(f"runs of one group differ in --{f.name.replace('_', '-')}: {values}")
+            raise ValueError(f"runs of one group differ in --{name.replace('_', '-')}: {values}")
         value = values.pop()
-        flag = "--" + f.name.replace("_", "-")
+        flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
-            command.append(flag if value else "--no-" + f.name.replace("_", "-"))
+            command.append(flag if value else "--no-" + name.replace("_", "-"))
         else:
             command += [flag, str(value)]
     singular = {"exp_names": "exp_name", "seeds": "seed", "objectives": "objective",

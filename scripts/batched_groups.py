@@ -43,12 +43,16 @@ def group_folder(runs_dir: Path, env_id: str, runs: list[Any]) -> Path:
 
 
 def make_groups(runs: list[Any], runs_dir: Path, group_size: int = 0) -> list[Group]:
-    """Group the new runs by env, in plan order, ``group_size`` at most (0: one group per env)."""
-    by_env: dict[str, list[Any]] = {}
+    """Group the new runs by env and shared flags, in plan order, ``group_size`` at most (0: all
+    of them). Variants that differ in more than the per-run flags (objective, clip, KL, seed), such
+    as the ablation's ``{objective}+{choice}``, go to separate groups: one process trains one
+    setting of the shared flags."""
+    by_setting: dict[tuple[str, tuple[Any, ...]], list[Any]] = {}
     for run in runs:
-        by_env.setdefault(run.env_id, []).append(run)
+        key = (run.env_id, batched.shared_settings(trainer_settings(run)))
+        by_setting.setdefault(key, []).append(run)
     groups = []
-    for env_id, env_runs in by_env.items():
+    for (env_id, _), env_runs in by_setting.items():
         size = group_size or len(env_runs)
         for start in range(0, len(env_runs), size):
             members = env_runs[start : start + size]

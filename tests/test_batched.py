@@ -504,6 +504,32 @@ def test_launcher_dry_run_groups_table1_by_env(tmp_path):
     )
 
 
+def test_launcher_dry_run_groups_the_ablation_by_setting(tmp_path):
+    """--batched --dry-run of the ablation, whose variants differ in shared flags (annealing, reward
+    normalisation, ...): one group per env and setting, each holding no clipping and clip 0.2 under
+    one 2017 choice (or none) x 3 seeds, every new run in exactly one group."""
+    result = subprocess.run(
+        [sys.executable, LAUNCHER, "--preset", "paper-table1-ablation", "--batched", "--dry-run",
+         "--runs-dir", str(tmp_path / "runs"), "--record-dir", str(tmp_path / "rec")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    new = int(result.stdout.split(" new")[0].rsplit(" ", 1)[-1])
+    lines = [line.split() for line in result.stdout.splitlines() if line.startswith("[group")]
+    planned = []
+    for words in lines:
+        names = words[words.index("--exp-names") + 1 : words.index("--seeds")]
+        choices = {name.partition("+")[2] for name in names}
+        assert len(names) == 6 and len(choices) == 1, names
+        assert (
+            sorted(name.partition("+")[0] for name in names) == ["clip_0.2"] * 3 + ["no_clip"] * 3
+        )
+        seeds = words[words.index("--seeds") + 1 : words.index("--seeds") + 7]
+        env = words[words.index("--env-id") + 1]
+        planned += [(env, name, seed) for name, seed in zip(names, seeds, strict=True)]
+    assert len(planned) == len(set(planned)) == new and len(lines) == new // 6
+
+
 def batched_variants() -> list[str]:
     import presets
 
