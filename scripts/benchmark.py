@@ -25,6 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from presets import REPO, Preset, presets, run_prefix
 from records import (
@@ -446,6 +447,19 @@ def check_extra(args: Args, preset: Preset, extra: list[str]) -> None:
             trainer.validate(run_args)
         except (BadFlags, UsageError) as err:
             raise UsageError("--extra", f"{err} (in variant {variant}'s runs)") from None
+        if args.batched:
+            refuse_unbatchable(run_args)
+
+
+def refuse_unbatchable(run_args: Any) -> None:
+    """``--batched`` with ``--extra`` setting a flag the batched runner does not have."""
+    from ppo_continuous import batched
+
+    defaults = type(run_args)()
+    for name in batched.UNSUPPORTED:
+        if getattr(run_args, name) != getattr(defaults, name):
+            raise UsageError("--extra", f"{flag(name)} is not supported by --batched (the batched "
+                             "runner); launch without --batched")  # fmt: skip
 
 
 def is_atari_id(env_id: str) -> bool:

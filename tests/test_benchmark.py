@@ -153,6 +153,8 @@ def test_failed_runs_are_reported_and_counted(tmp_path):
         (["--preset", "smoke", "--workers", "0"], "--workers"),
         (["--preset", "smoke", "--no-such-flag"], "--no-such-flag"),
         (["--preset", "smoke", "--workers", "two"], "--workers"),
+        (["--preset", "smoke", "--batched", "--extra=--num-envs 2"], "--extra"),
+        (["--preset", "smoke", "--batched", "--extra=--target-kl 0.02"], "--extra"),
     ],
 )
 def test_bad_input_is_a_clear_error(flags, flag, tmp_path):
