@@ -107,9 +107,9 @@ class Args:
     """the W&B entity"""
     # Several runs per process (issue 12; scripts/batched_groups.py)
     batched: bool = False
-    """run a continuous preset's new runs of each env as one process of ppo_continuous/batched.py"""
+    """run a continuous preset's new runs of each env as one process of ppo_continuous/batched.py (one per setting of the shared flags where variants differ in them, as the ablation's do)"""
     group_size: int = 0
-    """with --batched: runs per process at most (0: all of one env's runs)"""
+    """with --batched: runs per process at most (0: all of one env's runs that share their flags)"""
 
 
 @dataclass(frozen=True)
