@@ -768,6 +768,12 @@ UNSUPPORTED = ("num_envs", "target_kl", "bootstrap_truncated", "capture_video", 
                "resume")  # fmt: skip
 
 
+def unsupported_flag(run: train.Args) -> str | None:
+    """The first of ``UNSUPPORTED`` that ``run`` sets away from the trainer's default, if any."""
+    defaults = train.Args()
+    return next((n for n in UNSUPPORTED if getattr(run, n) != getattr(defaults, n)), None)
+
+
 def _shared_fields() -> list[str]:
     """The single trainer's flags a group writes once: every run of the group must agree on them."""
     return [f.name for f in fields(Args) if f.name in TRAINER_FIELDS]
@@ -781,13 +787,10 @@ def shared_settings(run: train.Args) -> tuple[Any, ...]:
 def command_for(runs: list[train.Args], group_dir: str | Path, save_every: int = 10) -> list[str]:
     """``python ppo_continuous/batched.py ...`` running ``runs`` (the single trainer's settings of
     each, e.g. parsed from a sweep's trainer flags) as one group; ValueError if they cannot be."""
-    defaults = train.Args()
-    for name in UNSUPPORTED:
-        for run in runs:
-            if getattr(run, name) != getattr(defaults, name):
-                raise ValueError(
-                    f"--{name.replace('_', '-')} is not supported by the batched runner"
-                )
+    for run in runs:
+        name = unsupported_flag(run)
+        if name is not None:
+            raise ValueError(f"--{name.replace('_', '-')} is not supported by the batched runner")
     command = [sys.executable, str(Path(__file__).resolve())]
     for name in _shared_fields():
         values = {getattr(run, name) for run in runs}

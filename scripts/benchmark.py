@@ -455,11 +455,10 @@ def refuse_unbatchable(run_args: Any) -> None:
     """``--batched`` with ``--extra`` setting a flag the batched runner does not have."""
     from ppo_continuous import batched
 
-    defaults = type(run_args)()
-    for name in batched.UNSUPPORTED:
-        if getattr(run_args, name) != getattr(defaults, name):
-            raise UsageError("--extra", f"{flag(name)} is not supported by --batched (the batched "
-                             "runner); launch without --batched")  # fmt: skip
+    name = batched.unsupported_flag(run_args)
+    if name is not None:
+        raise UsageError("--extra", f"{flag(name)} is not supported by --batched (the batched "
+                         "runner); launch without --batched")  # fmt: skip
 
 
 def is_atari_id(env_id: str) -> bool:
