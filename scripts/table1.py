@@ -408,18 +408,20 @@ def ablation_lines(
 ) -> list[str]:
     """Markdown: for each ablated objective, its score under today's setup and with one 2017
     choice at a time, all on Table 1's scale (per env, today's best setting = 1), each with its
-    change from today's and that change's 95% interval (the two resampled on their own)."""
+    change from today's and that change's 95% interval (the two resampled on their own). A choice
+    not yet run on every task is compared with today's runs on the tasks it has, and says so."""
     bests = env_bests(today)
     runs = normalized_runs(ablation, random_scores, bests)
     lines = [
         "On Table 1's scale: per env, today's best setting = 1 and the random policy = 0. Change: "
-        "the score minus the same objective's under today's setup, with a 95% bootstrap interval; "
-        "an interval that holds 0 cannot tell the choice from today's with three seeds.",
+        "the score minus the same objective's under today's setup on the same tasks, with a 95% "
+        "bootstrap interval; an interval that holds 0 cannot tell the choice from today's with "
+        "three seeds.",
         "",
     ]
     objectives = sorted({v.split("+")[0] for v in runs}, key=lambda v: (variant_order(v), v))
     for objective in objectives:
-        base = runs.get(objective)
+        base = runs.get(objective, {})
         lines += [f"**{variant_label(objective)}**", "",
                   "| setup | score | 95% | change from today's [95%] | runs |",
                   "|---|---|---|---|---|"]  # fmt: skip
@@ -428,12 +430,16 @@ def ablation_lines(
             score = float(np.mean([s for r in per_env.values() for s in r]))
             low, high = bootstrap_interval(per_env)
             change = "today's"
-            if v != objective and base:
-                base_score = float(np.mean([s for r in base.values() for s in r]))
-                gap = gap_cell((score - base_score, gap_interval(per_env, base)))
-                change = gap
+            shared = {env: base[env] for env in per_env if env in base}
+            if v != objective and shared:
+                mine = {env: per_env[env] for env in shared}
+                base_score = float(np.mean([s for r in shared.values() for s in r]))
+                mine_score = float(np.mean([s for r in mine.values() for s in r]))
+                change = gap_cell((mine_score - base_score, gap_interval(mine, shared)))
             name = "today's setup" if v == objective else "+ " + v.split("+", 1)[1]
-            count = sum(len(r) for r in per_env.values())
+            count = str(sum(len(r) for r in per_env.values()))
+            if v != objective and len(per_env) < len(base):
+                count += f" ({len(per_env)} of {len(base)} tasks: {', '.join(sorted(per_env))})"
             lines.append(
                 f"| {name} | {fmt(score)} | [{fmt(low)}, {fmt(high)}] | {change} | {count} |"
             )

@@ -389,6 +389,27 @@ def test_table1_page_sets_the_2017_setup_beside_today_and_the_ablation_has_its_t
     )
 
 
+def test_an_ablation_choice_run_on_some_tasks_is_compared_on_those_tasks_only(tmp_path):
+    """While the ablation fills, a choice run on Hopper only is set against today's no clipping on
+    Hopper (0.50), not over both tasks (0.25 with Walker2d's 0.00), and its row says which tasks."""
+    records = tmp_path / "records"
+    plant(records / "paper-table1", {("Hopper-v5", "clip_0.2"): [1016.7] * 3,
+                                     ("Hopper-v5", "no_clip"): [516.7] * 3,
+                                     ("Walker2d-v5", "clip_0.2"): [1001.8] * 3,
+                                     ("Walker2d-v5", "no_clip"): [1.8] * 3})  # fmt: skip
+    plant(records / "paper-table1-ablation", {("Hopper-v5", "no_clip+no_norm_reward"): [266.7] * 3})
+    out = tmp_path / "out"
+    report.main(report.Args(record_dir=str(records), out=str(out)))
+    ablation = (out / "paper-table1-ablation.md").read_text()
+    no_clip_block = ablation.split("**No clipping or penalty**")[1].split("**")[0]
+    lines = {line.split(" | ")[0][2:]: line.split(" | ") for line in no_clip_block.splitlines()
+             if line.startswith("| ")}  # fmt: skip
+    assert lines["today's setup"][1] == "0.25"  # over both tasks
+    assert lines["+ no_norm_reward"][1] == "0.25"  # Hopper only
+    assert lines["+ no_norm_reward"][3].startswith("-0.25 [")  # against Hopper's 0.50
+    assert lines["+ no_norm_reward"][4] == "3 (1 of 2 tasks: Hopper-v5) |"
+
+
 def test_mujoco_runs_without_an_episode_are_a_page_not_a_crash(tmp_path):
     """Table 1 of runs that never ended an episode (scores null) says so instead of a ValueError."""
     write_runs(tmp_path / "runs", [rec("Pendulum-v1", "clip_0.2", s, None) for s in (1, 2)])
