@@ -220,10 +220,15 @@ def test_env_backend_runs_a_recorded_preset_on_envpool_and_keeps_its_record(tmp_
     assert done.returncode == 0, done.stderr
     lines = commands(done.stdout)
     assert len(lines) == 33 and all("--env-backend envpool" in line for line in lines)
+    own = launch("--preset", "paper-table1-2017", "--dry-run", "--batched", "--env-backend",
+                 "envpool", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)  # fmt: skip
+    assert own.returncode == 0, own.stderr
+    assert "records/paper-table1-2017)" in own.stdout  # the preset's own record, not dropped
+    # Its groups, planned against an empty record (the committed one may hold every run).
     batched = launch("--preset", "paper-table1-2017", "--dry-run", "--batched", "--env-backend",
-                     "envpool", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)  # fmt: skip
+                     "envpool", "--runs-dir", str(tmp_path / "runs"), "--record-dir",
+                     str(tmp_path / "record-2017"), cwd=tmp_path)  # fmt: skip
     assert batched.returncode == 0, batched.stderr
-    assert "records/paper-table1-2017)" in batched.stdout  # the preset's own record, not dropped
     group = next(line for line in commands(batched.stdout) if "--env-id Hopper-v5" in line)
     assert "batched.py --env-id Hopper-v5 --env-backend envpool" in group
 
