@@ -469,10 +469,14 @@ def setup_sections(
     if preset == "paper-table1-2017" and rows:
         today = Record.load(record_dir / "paper-table1").results()
         random = random_scores_for(envs_of(rows + today), args.random_scores)
+        why = ("Until the 2017 column is complete, its own normalisation (its best setting = 1 "
+               "per env) says little; here each setting with 2017 runs is put on Table 1's scale "
+               "under today's setup instead," if table1.setup_incomplete_note(rows) else
+               "Here each setting under the 2017 setup is put on Table 1's scale under today's "
+               "setup (per env, today's best setting = 1), so that the two setups' runs are "
+               "scored alike,")  # fmt: skip
         return ["## Each setting under both setups, on today's scale", "",
-                "Until the 2017 column is complete, its own normalisation (its best setting = 1 per "
-                "env) says little; here each setting with 2017 runs is put on Table 1's scale under "
-                "today's setup instead, beside today's runs of the same setting on the same tasks "
+                f"{why} beside today's runs of the same setting on the same tasks "
                 f"({', '.join(envs_of(rows))}).", "",
                 *table1.ablation_lines(both_setups(rows, today), today, random),
                 *per_env_both_setups(rows, today, random)]  # fmt: skip

@@ -470,3 +470,23 @@ def test_a_cut_curve_line_is_named_and_the_good_lines_used(tmp_path):
     result = run_report(*flags)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"warning: {curves} is missing; the page has no learning curves" in result.stderr
+
+
+def test_the_2017_page_stops_calling_its_column_incomplete_at_231_runs(tmp_path):
+    """The 2017 page's comparison on today's scale says why it uses today's scale: while the 2017
+    column fills, because its own scale says little; once it holds Table 1's 231 runs, not so."""
+    from presets import MUJOCO_TABLE1, TABLE1_VARIANTS
+
+    records = tmp_path / "records"
+    every = {(env, v): [100.0 + i, 110.0 + i, 120.0 + i]
+             for env in MUJOCO_TABLE1 for i, v in enumerate(TABLE1_VARIANTS)}  # fmt: skip
+    plant(records / "paper-table1", every)
+    partial = dict(list(every.items())[:-1])  # one setting of one task short: 228 runs
+    for planted, still_filling in ((partial, True), (every, False)):
+        plant(records / "paper-table1-2017", planted)
+        out = tmp_path / f"out-{len(planted)}"
+        report.main(report.Args(record_dir=str(records), out=str(out)))
+        page = (out / "paper-table1-2017.md").read_text()
+        both = page.split("## Each setting under both setups, on today's scale")[1]
+        assert ("Until the 2017 column is complete" in both) == still_filling
+        assert ("**Incomplete.**" in (out / "paper-table1.md").read_text()) == still_filling
