@@ -471,7 +471,7 @@ def setup_sections(
         random = random_scores_for(envs_of(rows + today), args.random_scores)
         why = ("Until the 2017 column is complete, its own normalisation (its best setting = 1 "
                "per env) says little; here each setting with 2017 runs is put on Table 1's scale "
-               "under today's setup instead," if table1.setup_incomplete_note(rows) else
+               "under today's setup instead," if not table1.setup_complete(rows) else
                "Here each setting under the 2017 setup is put on Table 1's scale under today's "
                "setup (per env, today's best setting = 1), so that the two setups' runs are "
                "scored alike,")  # fmt: skip

@@ -75,6 +75,11 @@ def normalized_runs(
     return dict(result)
 
 
+def pooled_mean(per_env: dict[str, list[float]]) -> float:
+    """A setting's score: the mean over all its runs, every env's seeds together."""
+    return float(np.mean([s for runs in per_env.values() for s in runs]))
+
+
 def normalized_scores(
     rows: list[dict[str, Any]],
     random_scores: dict[str, float],
@@ -83,7 +88,7 @@ def normalized_scores(
     """Per variant: its mean normalised score over runs, the run count, and per env the mean."""
     return {
         variant: {
-            "score": float(np.mean([s for runs in per_env.values() for s in runs])),
+            "score": pooled_mean(per_env),
             "runs": sum(len(runs) for runs in per_env.values()),
             "per_env": {env: float(np.mean(runs)) for env, runs in per_env.items()},
         }
@@ -354,8 +359,8 @@ def setups_lines(
     paper = paper_table1()
     columns = {name: normalized_runs(rows, random_scores)
                for name, rows in (("today", today), ("2017", setup_2017))}  # fmt: skip
-    scores = {name: {v: float(np.mean([s for r in per_env.values() for s in r]))
-                     for v, per_env in runs.items()} for name, runs in columns.items()}  # fmt: skip
+    scores = {name: {v: pooled_mean(per_env) for v, per_env in runs.items()}
+              for name, runs in columns.items()}  # fmt: skip
     column_ranks = {name: ranks(s) for name, s in scores.items()}
     paper_ranks = ranks(paper)
     variants = sorted(
@@ -390,9 +395,14 @@ def setups_lines(
     return [*lines, ""]
 
 
+def setup_complete(setup_2017: list[dict[str, Any]], expected: int = 231) -> bool:
+    """The 2017 record holds Table 1's 231 runs: its column is final."""
+    return len(setup_2017) >= expected
+
+
 def setup_incomplete_note(setup_2017: list[dict[str, Any]], expected: int = 231) -> list[str]:
     """Until the 2017 record holds Table 1's 231 runs its column is provisional, and says so."""
-    if len(setup_2017) >= expected:
+    if setup_complete(setup_2017, expected):
         return []
     return [
         f"**Incomplete.** The 2017 setup has {len(setup_2017)} of {expected} runs so far. Per env "
@@ -427,15 +437,14 @@ def ablation_lines(
                   "|---|---|---|---|---|"]  # fmt: skip
         for v in [objective] + sorted(x for x in runs if x.startswith(objective + "+")):
             per_env = runs[v]
-            score = float(np.mean([s for r in per_env.values() for s in r]))
+            score = pooled_mean(per_env)
             low, high = bootstrap_interval(per_env)
             change = "today's"
             shared = {env: base[env] for env in per_env if env in base}
             if v != objective and shared:
                 mine = {env: per_env[env] for env in shared}
-                base_score = float(np.mean([s for r in shared.values() for s in r]))
-                mine_score = float(np.mean([s for r in mine.values() for s in r]))
-                change = gap_cell((mine_score - base_score, gap_interval(mine, shared)))
+                gap = pooled_mean(mine) - pooled_mean(shared)
+                change = gap_cell((gap, gap_interval(mine, shared)))
             name = "today's setup" if v == objective else "+ " + v.split("+", 1)[1]
             count = str(sum(len(r) for r in per_env.values()))
             if v != objective and len(per_env) < len(base):
