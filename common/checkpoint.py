@@ -30,6 +30,9 @@ from common.validation import check_values, require_writable_dir
 
 FORMAT_VERSION = 1
 LATEST = "latest.pt"
+# What a run of the batched runner (ppo_continuous/batched.py) saves in its own folder: the single
+# trainer's format, playable by evaluate.py, but no resume point (its Adam state is the group's).
+BATCHED_RUN_TRAINER = "ppo_continuous.batched_run"
 
 # What every checkpoint of this format holds; a dict without one of these is not one of ours.
 REQUIRED_KEYS = ("trainer", "run_name", "args", "model", "optimizer", "run", "normalizers", "rng")
@@ -86,6 +89,18 @@ def checkpoint_file(path: str | Path) -> Path:
     """A checkpoint file, or a run folder (its ``checkpoints/latest.pt``)."""
     path = Path(path)
     return path / "checkpoints" / LATEST if path.is_dir() else path
+
+
+def saved_trainer(path: str | Path) -> str | None:
+    """The trainer that wrote a checkpoint (a file or a run folder), or None where there is no
+    readable one; it never exits, for launchers that plan around the checkpoints they find."""
+    file = checkpoint_file(path)
+    try:
+        data = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - missing, truncated or foreign: no trainer to name
+        return None
+    trainer = data.get("trainer") if isinstance(data, dict) else None
+    return trainer if isinstance(trainer, str) else None
 
 
 def load_checkpoint(

@@ -70,8 +70,8 @@ import torch
 from torch import nn
 
 from common.algorithms import adapt_to_kl, make_optimizer
+from common.checkpoint import BATCHED_RUN_TRAINER, StopRequest, rng_state, set_rng_state
 from common.checkpoint import FORMAT_VERSION as CHECKPOINT_FORMAT
-from common.checkpoint import StopRequest, rng_state, set_rng_state
 from common.cli import (
     UsageError,
     default_run_name,
@@ -100,7 +100,7 @@ from ppo_continuous.envpool_envs import check_backend, make_run_envs
 from ppo_continuous.run_envs import RunEnvs
 
 TRAINER = "ppo_continuous.batched"
-RUN_TRAINER = "ppo_continuous.batched_run"  # a run's own checkpoint, for evaluate.py
+RUN_TRAINER = BATCHED_RUN_TRAINER  # a run's own checkpoint, for evaluate.py
 FORMAT_VERSION = 1
 # Per-run settings: one value per run, or one value for all runs.
 PER_RUN = ("exp_names", "seeds", "objectives", "clip_coefs", "kl_betas", "kl_targets")

@@ -40,6 +40,7 @@ from records import (
     status_of,
 )
 
+from common.checkpoint import BATCHED_RUN_TRAINER, saved_trainer
 from common.cli import (
     BadFlags,
     UsageError,
@@ -135,9 +136,14 @@ class Run:
 
 def ran_in_a_group(run_dir: Path | None) -> bool:
     """Whether a stopped run was trained by ``batched.py``: its checkpoint is the batched runner's,
-    which the single trainer refuses, and its group's checkpoint resumes it instead."""
-    summary = read_summary(run_dir) if run_dir else None
-    return bool(summary) and summary.get("runner") == "batched"
+    which the single trainer refuses, and its group's checkpoint resumes it instead. A group
+    killed outright (SIGKILL, a lost machine) wrote no summary: its runs' checkpoints say."""
+    if run_dir is None:
+        return False
+    summary = read_summary(run_dir)
+    if summary:
+        return summary.get("runner") == "batched"
+    return saved_trainer(run_dir) == BATCHED_RUN_TRAINER
 
 
 def find_run_dir(runs_dir: Path, env_id: str, variant: str, seed: int) -> Path | None:

@@ -612,6 +612,28 @@ def test_a_stopped_group_is_planned_as_a_group_again_not_as_single_resumes(tmp_p
     assert [run.state for run in single] == ["resume", "resume"]
 
 
+def test_a_group_killed_before_its_summary_is_planned_as_a_group_again(tmp_path):
+    """A group killed outright (SIGKILL, a lost machine) leaves its runs a checkpoint written by
+    the batched runner and no summary.json: the launcher still plans them into a group (whose
+    checkpoint resumes them), never as single-trainer resumes, which the trainer refuses."""
+    import benchmark
+    import presets
+
+    from common.checkpoint import BATCHED_RUN_TRAINER
+
+    runs_dir = tmp_path / "runs"
+    for seed, trainer in ((1, BATCHED_RUN_TRAINER), (2, "ppo_continuous")):
+        folder = runs_dir / f"Pendulum-v1__clip_0.2__{seed}__1"
+        (folder / "checkpoints").mkdir(parents=True)
+        torch.save({"trainer": trainer}, folder / "checkpoints" / "latest.pt")
+    preset = presets.presets()["smoke"]
+    args = benchmark.Args(preset="smoke", batched=True, env_ids=("Pendulum-v1",))
+    planned = benchmark.plan(args, preset, runs_dir)
+    # seed 1 ran in a group; seed 2 is a single-trainer run, which resumes itself
+    assert [run.state for run in planned] == ["new", "resume"]
+    assert "--resume" not in planned[0].command and "--resume" in planned[1].command
+
+
 def test_a_resume_takes_a_no_flag_given_again_at_its_saved_value(capsys):
     """The launcher resumes a group with the group's whole command, ``--no-anneal-lr`` included:
     both readings of that flag (``no_anneal_lr``, ``anneal_lr``) reach the check, which crashed on
