@@ -1,6 +1,6 @@
 """Run every bad input of issues 14 and 32 through the trainers and scripts; one line per case.
 
-    python scripts/probe_bad_inputs.py            # about three minutes on a laptop CPU
+    python scripts/probe_bad_inputs.py            # a few minutes; the cases run one per core
 
 Each case is a real command in a temporary folder. A case passes when the command ends with the
 expected exit code (2: bad input, refused in one ``error:`` line; 3: the run diverged; 0: accepted)
@@ -16,7 +16,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,6 +57,11 @@ def script(trainer: str, name: str = "train.py") -> list[str]:
 
 
 def run(case: Case, cwd: Path) -> bool:
+    return report(*judge(case, cwd))
+
+
+def judge(case: Case, cwd: Path) -> tuple[bool, str, int | None, str]:
+    """Run one case: whether it passed, its name, its exit code and what it said."""
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     try:
         result = subprocess.run(case.command, cwd=cwd, capture_output=True, text=True, timeout=600, env=env)  # fmt: skip
@@ -71,7 +78,7 @@ def run(case: Case, cwd: Path) -> bool:
     if case.quiet and "Warning" in err:
         one_line, said = False, next(line for line in lines if "Warning" in line)
     ok = code == case.expected and one_line and "Traceback" not in err
-    return report(ok, case.name, code, said)
+    return ok, case.name, code, said
 
 
 def report(ok: bool, name: str, code: int | None, said: str) -> bool:
@@ -337,7 +344,10 @@ def main() -> int:
         todo = cases(folder, run_dir, stub)
         todo += report_and_sweep_cases(folder) + combination_and_rank_cases(folder, run_dir)
         todo += batched_cases(folder)
-        failed = sum(not run(case, folder) for case in todo)
+        # The cases are independent commands, each in a process of its own: one per core at a
+        # time, reported in order. The two races below start several processes themselves.
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            failed = sum(not report(*result) for result in pool.map(judge, todo, repeat(folder)))
         failed += sum(not check(folder) for check in (same_name_runs, resume_while_running))
         total = len(todo) + 2
     print(f"\n{total - failed} of {total} cases handled as expected")
