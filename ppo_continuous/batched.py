@@ -100,7 +100,6 @@ from ppo_continuous.envpool_envs import check_backend, make_run_envs
 from ppo_continuous.run_envs import RunEnvs
 
 TRAINER = "ppo_continuous.batched"
-RUN_TRAINER = BATCHED_RUN_TRAINER  # a run's own checkpoint, for evaluate.py
 FORMAT_VERSION = 1
 # Per-run settings: one value per run, or one value for all runs.
 PER_RUN = ("exp_names", "seeds", "objectives", "clip_coefs", "kl_betas", "kl_targets")
@@ -525,7 +524,7 @@ def run_checkpoint(
     }  # fmt: skip
     return {
         "format_version": CHECKPOINT_FORMAT,
-        "trainer": RUN_TRAINER,
+        "trainer": BATCHED_RUN_TRAINER,  # a run's own checkpoint, for evaluate.py
         "run_name": run.name,
         "args": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(run.args).items()},
         "model": agent.agent(r).state_dict(),

@@ -13,7 +13,7 @@ from dataclasses import replace
 import torch
 from gymnasium.error import DependencyNotInstalled
 
-from common.checkpoint import load_model, restore_normalizers
+from common.checkpoint import BATCHED_RUN_TRAINER, load_model, restore_normalizers
 from common.cli import exit_usage, flags_on_command_line, parse_args
 from common.evaluation import EvalArgs, open_evaluation, report, validate_eval
 from common.validation import missing_dependency_message
@@ -25,7 +25,7 @@ def evaluate(eval_args: EvalArgs, given_flags: Collection[str] = ()) -> dict:
     named there counts as given only when its value is not the default)."""
     # PPO's, TRPO's and CEM's checkpoints, and each run's of a batched group, hold the same
     # network (train.Agent) and env settings.
-    trainers = ("ppo_continuous", "trpo_continuous", "cem_continuous", "ppo_continuous.batched_run")
+    trainers = ("ppo_continuous", "trpo_continuous", "cem_continuous", BATCHED_RUN_TRAINER)
     ckpt, device, videos = open_evaluation(eval_args, trainers)
     if ckpt.data["trainer"] == "cem_continuous" and not eval_args.deterministic:
         # CEM's policy is the actor's mean (its log std was never trained): play it so by
