@@ -482,9 +482,10 @@ def setup_sections(
                 *per_env_both_setups(rows, today, random)]  # fmt: skip
     if preset == "paper-table1-ablation":
         today = Record.load(record_dir / "paper-table1").results()
-        envs = sorted({r["env_id"] for r in rows + today})
+        random = random_scores_for(sorted({r["env_id"] for r in rows + today}), args.random_scores)
         return ["## The ablation: one 2017 choice at a time (normalised score)", "",
-                *table1.ablation_lines(rows, today, random_scores_for(envs, args.random_scores))]  # fmt: skip
+                *table1.ablation_lines(rows, today, random),
+                "### Task by task", "", *table1.ablation_by_task_lines(rows, today, random)]  # fmt: skip
     return []
 
 

@@ -454,3 +454,43 @@ def ablation_lines(
             )
         lines.append("")
     return lines
+
+
+def ablation_by_task_lines(
+    ablation: list[dict[str, Any]], today: list[dict[str, Any]], random_scores: dict[str, float]
+) -> list[str]:
+    """Markdown: ``ablation_lines``' changes task by task, which the pooled score can hide (a
+    choice that lifts two tasks far and leaves five alone)."""
+    runs = normalized_runs(ablation, random_scores, env_bests(today))
+    objectives = sorted({v.split("+")[0] for v in runs}, key=lambda v: (variant_order(v), v))
+    return [line for objective in objectives for line in per_task_change_lines(objective, runs)]
+
+
+def per_task_change_lines(objective: str, runs: dict[str, dict[str, list[float]]]) -> list[str]:
+    """Markdown: one objective's table of ``ablation_by_task_lines``. Today's row holds its mean
+    normalised score on each task; each choice's row its change from that on the task, with a 95%
+    interval over the seeds of each; '-' where the choice has not run on the task yet."""
+    base = runs.get(objective, {})
+    envs = sorted(base)
+    choices = sorted(v for v in runs if v.startswith(objective + "+"))
+    if not envs or not choices:
+        return []
+    lines = [
+        f"**{variant_label(objective)}** (today's: the mean score on the task; a choice: its "
+        "change from that, [95%])",
+        "",
+        "| setup | " + " | ".join(envs) + " |",
+        "|---" * (len(envs) + 1) + "|",
+        "| today's setup | " + " | ".join(fmt(float(np.mean(base[env]))) for env in envs) + " |",
+    ]
+    for v in choices:
+        cells = []
+        for env in envs:
+            if env not in runs[v]:
+                cells.append("-")
+                continue
+            mine, today = runs[v][env], base[env]
+            gap = float(np.mean(mine)) - float(np.mean(today))
+            cells.append(gap_cell((gap, gap_interval({env: mine}, {env: today}))))
+        lines.append(f"| + {v.split('+', 1)[1]} | " + " | ".join(cells) + " |")
+    return [*lines, ""]

@@ -410,6 +410,31 @@ def test_an_ablation_choice_run_on_some_tasks_is_compared_on_those_tasks_only(tm
     assert lines["+ no_norm_reward"][4] == "3 (1 of 2 tasks: Hopper-v5) |"
 
 
+def test_the_ablation_page_shows_each_choice_task_by_task(tmp_path):
+    """The pooled change can hide a choice that moves one task far: the per-task table gives
+    today's mean on each task and each choice's change there, with '-' where it has not run.
+    Hopper: no clipping 0.50 today, 0.25 with the choice (seeds equal, so the interval is a point);
+    Walker2d: today's 0.00 and no run of the choice."""
+    records = tmp_path / "records"
+    plant(records / "paper-table1", {("Hopper-v5", "clip_0.2"): [1016.7] * 3,
+                                     ("Hopper-v5", "no_clip"): [516.7] * 3,
+                                     ("Walker2d-v5", "clip_0.2"): [1001.8] * 3,
+                                     ("Walker2d-v5", "no_clip"): [1.8] * 3})  # fmt: skip
+    plant(records / "paper-table1-ablation", {("Hopper-v5", "no_clip+no_norm_reward"): [266.7] * 3,
+                                              ("Hopper-v5", "no_clip+no_grad_clip"): [766.7] * 3})  # fmt: skip
+    out = tmp_path / "out"
+    report.main(report.Args(record_dir=str(records), out=str(out)))
+    ablation = (out / "paper-table1-ablation.md").read_text()
+    by_task = ablation.split("### Task by task")[1]
+    block = by_task.split("**No clipping or penalty**")[1].split("**")[0]
+    table = [line.strip("| ").split(" | ") for line in block.splitlines() if line.startswith("| ")]
+    assert table[0] == ["setup", "Hopper-v5", "Walker2d-v5"]
+    rows = {cells[0]: cells[1:] for cells in table[1:]}
+    assert rows["today's setup"] == ["0.50", "0.00"]
+    assert rows["+ no_grad_clip"] == ["+0.25 [+0.25, +0.25]", "-"]
+    assert rows["+ no_norm_reward"] == ["-0.25 [-0.25, -0.25]", "-"]
+
+
 def test_mujoco_runs_without_an_episode_are_a_page_not_a_crash(tmp_path):
     """Table 1 of runs that never ended an episode (scores null) says so instead of a ValueError."""
     write_runs(tmp_path / "runs", [rec("Pendulum-v1", "clip_0.2", s, None) for s in (1, 2)])
