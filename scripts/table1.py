@@ -420,8 +420,7 @@ def ablation_lines(
     choice at a time, all on Table 1's scale (per env, today's best setting = 1), each with its
     change from today's and that change's 95% interval (the two resampled on their own). A choice
     not yet run on every task is compared with today's runs on the tasks it has, and says so."""
-    bests = env_bests(today)
-    runs = normalized_runs(ablation, random_scores, bests)
+    runs, objectives = ablated(ablation, today, random_scores)
     lines = [
         "On Table 1's scale: per env, today's best setting = 1 and the random policy = 0. Change: "
         "the score minus the same objective's under today's setup on the same tasks, with a 95% "
@@ -429,7 +428,6 @@ def ablation_lines(
         "three seeds.",
         "",
     ]
-    objectives = sorted({v.split("+")[0] for v in runs}, key=lambda v: (variant_order(v), v))
     for objective in objectives:
         base = runs.get(objective, {})
         lines += [f"**{variant_label(objective)}**", "",
@@ -442,9 +440,7 @@ def ablation_lines(
             change = "today's"
             shared = {env: base[env] for env in per_env if env in base}
             if v != objective and shared:
-                mine = {env: per_env[env] for env in shared}
-                gap = pooled_mean(mine) - pooled_mean(shared)
-                change = gap_cell((gap, gap_interval(mine, shared)))
+                change = change_cell({env: per_env[env] for env in shared}, shared)
             name = "today's setup" if v == objective else "+ " + v.split("+", 1)[1]
             count = str(sum(len(r) for r in per_env.values()))
             if v != objective and len(per_env) < len(base):
@@ -456,13 +452,28 @@ def ablation_lines(
     return lines
 
 
+def ablated(
+    ablation: list[dict[str, Any]], today: list[dict[str, Any]], random_scores: dict[str, float]
+) -> tuple[dict[str, dict[str, list[float]]], list[str]]:
+    """The ablation's runs on today's scale (variant -> env -> normalised scores) and its ablated
+    objectives in the paper's order (a variant ``{objective}+{choice}`` names a choice)."""
+    runs = normalized_runs(ablation, random_scores, env_bests(today))
+    objectives = sorted({v.split("+")[0] for v in runs}, key=lambda v: (variant_order(v), v))
+    return runs, objectives
+
+
+def change_cell(mine: dict[str, list[float]], today: dict[str, list[float]]) -> str:
+    """A choice's change from today's over the same tasks, and its 95% interval (the two sets of
+    runs resampled on their own)."""
+    return gap_cell((pooled_mean(mine) - pooled_mean(today), gap_interval(mine, today)))
+
+
 def ablation_by_task_lines(
     ablation: list[dict[str, Any]], today: list[dict[str, Any]], random_scores: dict[str, float]
 ) -> list[str]:
     """Markdown: ``ablation_lines``' changes task by task, which the pooled score can hide (a
     choice that lifts two tasks far and leaves five alone)."""
-    runs = normalized_runs(ablation, random_scores, env_bests(today))
-    objectives = sorted({v.split("+")[0] for v in runs}, key=lambda v: (variant_order(v), v))
+    runs, objectives = ablated(ablation, today, random_scores)
     return [line for objective in objectives for line in per_task_change_lines(objective, runs)]
 
 
@@ -484,13 +495,9 @@ def per_task_change_lines(objective: str, runs: dict[str, dict[str, list[float]]
         "| today's setup | " + " | ".join(fmt(float(np.mean(base[env]))) for env in envs) + " |",
     ]
     for v in choices:
-        cells = []
-        for env in envs:
-            if env not in runs[v]:
-                cells.append("-")
-                continue
-            mine, today = runs[v][env], base[env]
-            gap = float(np.mean(mine)) - float(np.mean(today))
-            cells.append(gap_cell((gap, gap_interval({env: mine}, {env: today}))))
+        cells = [
+            change_cell({env: runs[v][env]}, {env: base[env]}) if env in runs[v] else "-"
+            for env in envs
+        ]
         lines.append(f"| + {v.split('+', 1)[1]} | " + " | ".join(cells) + " |")
     return [*lines, ""]
