@@ -72,6 +72,25 @@ def ablation_variants() -> dict[str, list[str]]:
     return variants
 
 
+# Without return normalisation alone, no clipping learns the two pendulums; under the whole 2017
+# setup, which lacks it too, it does not. The pairs add one more 2017 choice at a time to that first
+# one, on those two tasks, to find which choice (or choices) holds no clipping down there.
+PAIRS_FIRST_CHOICE = "no_norm_reward"
+PAIRS_ENVS = ("InvertedDoublePendulum-v5", "InvertedPendulum-v5")
+
+
+def pair_variants() -> dict[str, list[str]]:
+    """No clipping without return normalisation (shared with the ablation), then with one more 2017
+    choice at a time: ``no_clip+no_norm_reward+{choice}``."""
+    first = f"no_clip+{PAIRS_FIRST_CHOICE}"
+    base = [*TABLE1_VARIANTS["no_clip"][0], *SETUP_2017[PAIRS_FIRST_CHOICE]]
+    variants = {first: base}
+    for choice, flags in SETUP_2017.items():
+        if choice != PAIRS_FIRST_CHOICE:
+            variants[f"{first}+{choice}"] = [*base, *flags]
+    return variants
+
+
 def atari49_ids() -> tuple[str, ...]:
     """The 49 games of the paper's Table 6, as NoFrameskip-v4 ids (baselines/ppo_paper_atari.csv)."""
     with open(REPO / "baselines" / "ppo_paper_atari.csv") as handle:
@@ -145,6 +164,13 @@ def all_presets() -> dict[str, Preset]:
             "ppo_continuous", MUJOCO_TABLE1, (1, 2, 3), ablation_variants(),
             ["--total-timesteps", "1000000", "--no-clip-vloss"], recorded=True,
             shared={objective: "paper-table1" for objective in ABLATION_OBJECTIVES},
+        ),
+        # The ablation's follow-up on the pendulums (pair_variants), shown on the ablation's page.
+        "paper-table1-ablation-pairs": Preset(
+            "ppo_continuous", PAIRS_ENVS, (1, 2, 3), pair_variants(),
+            ["--total-timesteps", "1000000", "--no-clip-vloss"], recorded=True,
+            reported_with="paper-table1-ablation",
+            shared={f"no_clip+{PAIRS_FIRST_CHOICE}": "paper-table1-ablation"},
         ),
         # Figure 3's PPO and TRPO under the 2017 setup: does the paper's ordering come back? PPO's
         # runs are paper-table1-2017's clip_0.2.

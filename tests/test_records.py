@@ -279,6 +279,20 @@ def test_the_2017_presets_plan_their_runs_with_the_2017_flags(tmp_path):
         for choice, flags in SETUP_2017.items():
             assert ablation.variants[f"{objective}+{choice}"] == [*today, *flags]
     assert len(SETUP_2017) == 7 and len(ablation.variants) == 2 * (1 + 7)
+    result = dry_run("paper-table1-ablation-pairs")  # no return normalisation and one more choice
+    assert result.returncode == 0, result.stderr
+    assert "42 runs: 0 in the record, 0 finished, 0 to resume, 42 new" in result.stdout
+    pairs = presets()["paper-table1-ablation-pairs"]
+    first = ablation.variants["no_clip+no_norm_reward"]
+    assert pairs.variants["no_clip+no_norm_reward"] == first
+    assert pairs.shared == {"no_clip+no_norm_reward": "paper-table1-ablation"}
+    for choice, flags in SETUP_2017.items():
+        if choice != "no_norm_reward":
+            assert pairs.variants[f"no_clip+no_norm_reward+{choice}"] == [*first, *flags]
+    assert len(pairs.variants) == 7 and set(pairs.env_ids) == {
+        "InvertedPendulum-v5",
+        "InvertedDoublePendulum-v5",
+    }
     result = dry_run("paper-figure3-2017")  # TRPO under its 2017 flags; PPO's from Table 1's 2017
     assert result.returncode == 0, result.stderr
     assert "42 runs: 0 in the record, 0 finished, 0 to resume, 42 new" in result.stdout
