@@ -29,7 +29,7 @@ import numpy as np
 import table1
 from atari_tables import atari_lines
 from curves import trailing_mean
-from presets import REPO, presets, variant_label, variant_order
+from presets import PAIRS_ENVS, PAIRS_FIRST_CHOICE, REPO, presets, variant_label, variant_order
 from records import RECORDS, Record, key_of, result_of_run, shared_records
 from table1 import measure_random_scores, read_random_scores, table1_lines
 
@@ -483,13 +483,49 @@ def setup_sections(
     if preset == "paper-table1-ablation":
         today = Record.load(record_dir / "paper-table1").results()
         random = random_scores_for(sorted({r["env_id"] for r in rows + today}), args.random_scores)
+        one = [r for r in rows if r["variant"].count("+") < 2]  # pairs: paper-table1-ablation-pairs
+        setup_2017 = Record.load(record_dir / "paper-table1-2017").results()
         return ["## The ablation: one 2017 choice at a time (normalised score)", "",
-                *table1.ablation_lines(rows, today, random),
-                "### Task by task", "", *table1.ablation_by_task_lines(rows, today, random)]  # fmt: skip
+                *table1.ablation_lines(one, today, random),
+                "### Task by task", "", *table1.ablation_by_task_lines(one, today, random),
+                *pair_lines(rows, setup_2017, today, random)]  # fmt: skip
     return []
 
 
+PAIRS_BASE = f"no_clip+{PAIRS_FIRST_CHOICE}"
+
+
+def pair_lines(
+    ablation: list[dict[str, Any]],
+    setup_2017: list[dict[str, Any]],
+    today: list[dict[str, Any]],
+    random: dict[str, float],
+) -> list[str]:
+    """The ablation page's section for paper-table1-ablation-pairs: on the tasks where no clipping
+    learns without return normalisation, that variant's mean, each second 2017 choice's change
+    from it, and the whole 2017 setup's (on today's scale)."""
+    pairs = [r for r in ablation if r["variant"].startswith(PAIRS_BASE + "+")]
+    if not pairs:
+        return []
+    envs = set(PAIRS_ENVS)
+    whole = [{**r, "variant": f"{PAIRS_BASE}+{PAIRS_WHOLE_SETUP}"} for r in setup_2017
+             if r["variant"] == "no_clip" and r["env_id"] in envs]  # fmt: skip
+    base = [r for r in ablation if r["variant"] == PAIRS_BASE and r["env_id"] in envs]
+    runs = table1.normalized_runs(base + pairs + whole, random, table1.env_bests(today))
+    return [
+        "## Two 2017 choices at once: no return normalisation and one more", "",
+        "Without return normalisation, no clipping learns the two pendulums (above); under the "
+        "whole 2017 setup, which has no return normalisation either, it does not. On those two "
+        "tasks, `paper-table1-ablation-pairs` adds one more 2017 choice at a time to the first. "
+        "A change far below 0 names a choice that holds no clipping down there; the last row is "
+        "the whole 2017 setup (paper-table1-2017's no clipping), for reference. On today's scale, "
+        "as above.", "",
+        *table1.per_task_change_lines(PAIRS_BASE, runs, base_label="without return normalisation"),
+    ]  # fmt: skip
+
+
 SETUP_2017_LABEL = "the 2017 setup (all seven choices)"
+PAIRS_WHOLE_SETUP = "the other six (the 2017 setup)"
 
 
 def envs_of(rows: list[dict[str, Any]]) -> list[str]:
@@ -548,13 +584,17 @@ def shared_rows(folders: list[Path], rows: list[dict[str, Any]]) -> list[dict[st
     """The page's runs: a shared variant's runs come from the record of the preset it is shared with
     (Figure 3's clip_0.2 from paper-table1's: one run for both pages), each marked ``shared_from``;
     a run of it in the page's own record is kept aside, marked ``superseded_by``, where that
-    record has the same run. Other runs are the page's own."""
+    record has the same run. Other runs are the page's own. A variant shared with a record the
+    page shows anyway (the ablation's pairs share their first choice with the ablation) needs none
+    of this."""
     known, page, source_keys = presets(), list(rows), set()
+    shown = {folder.name for folder in folders}
     for folder in folders:
         preset = known.get(folder.name)
         if preset is None:
             continue
-        for variant, source in shared_records(folder, preset.shared, "warn").items():
+        outside = {v: source for v, source in preset.shared.items() if source not in shown}
+        for variant, source in shared_records(folder, outside, "warn").items():
             for row in source.results():
                 planned = row["env_id"] in preset.env_ids and row["seed"] in preset.seeds
                 if row["variant"] == variant and planned and key_of(row) not in source_keys:

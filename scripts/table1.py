@@ -477,27 +477,30 @@ def ablation_by_task_lines(
     return [line for objective in objectives for line in per_task_change_lines(objective, runs)]
 
 
-def per_task_change_lines(objective: str, runs: dict[str, dict[str, list[float]]]) -> list[str]:
-    """Markdown: one objective's table of ``ablation_by_task_lines``. Today's row holds its mean
-    normalised score on each task; each choice's row its change from that on the task, with a 95%
-    interval over the seeds of each; '-' where the choice has not run on the task yet."""
+def per_task_change_lines(
+    objective: str, runs: dict[str, dict[str, list[float]]], base_label: str = "today's setup"
+) -> list[str]:
+    """Markdown: one objective's table of ``ablation_by_task_lines``. The base row (``objective``'s
+    own runs, today's setup unless ``base_label`` says otherwise) holds its mean normalised score on
+    each task; each choice's row its change from that on the task, with a 95% interval over the
+    seeds of each; '-' where the choice has not run on the task yet."""
     base = runs.get(objective, {})
     envs = sorted(base)
     choices = sorted(v for v in runs if v.startswith(objective + "+"))
     if not envs or not choices:
         return []
     lines = [
-        f"**{variant_label(objective)}** (today's: the mean score on the task; a choice: its "
-        "change from that, [95%])",
+        f"**{variant_label(objective)}** ({base_label}: the mean score on the task; a choice: "
+        "its change from that, [95%])",
         "",
         "| setup | " + " | ".join(envs) + " |",
         "|---" * (len(envs) + 1) + "|",
-        "| today's setup | " + " | ".join(fmt(float(np.mean(base[env]))) for env in envs) + " |",
+        f"| {base_label} | " + " | ".join(fmt(float(np.mean(base[env]))) for env in envs) + " |",
     ]
     for v in choices:
         cells = [
             change_cell({env: runs[v][env]}, {env: base[env]}) if env in runs[v] else "-"
             for env in envs
         ]
-        lines.append(f"| + {v.split('+', 1)[1]} | " + " | ".join(cells) + " |")
+        lines.append(f"| + {v[len(objective) + 1 :]} | " + " | ".join(cells) + " |")
     return [*lines, ""]

@@ -435,6 +435,42 @@ def test_the_ablation_page_shows_each_choice_task_by_task(tmp_path):
     assert rows["+ no_norm_reward"] == ["-0.25 [-0.25, -0.25]", "-"]
 
 
+def test_the_ablation_page_sets_each_pair_against_the_first_choice_alone(tmp_path):
+    """paper-table1-ablation-pairs on the ablation's page: no clipping without return normalisation
+    (1.00 on InvertedPendulum, 0.50 on InvertedDoublePendulum; random 5.23 and 49.09, today's best
+    1,005.23 and 1,049.09), each second choice's change from that, and the whole 2017 setup's; the
+    pairs stay out of the one-choice tables, and the shared runs are shown once, not set aside."""
+    records = tmp_path / "records"
+    ip, idp = "InvertedPendulum-v5", "InvertedDoublePendulum-v5"
+    plant(records / "paper-table1", {(ip, "clip_0.2"): [1005.23] * 3, (ip, "no_clip"): [5.23] * 3,
+                                     (idp, "clip_0.2"): [1049.09] * 3, (idp, "no_clip"): [49.09] * 3})  # fmt: skip
+    plant(
+        records / "paper-table1-2017",
+        {(ip, "no_clip"): [105.23] * 3, (idp, "no_clip"): [49.09] * 3},
+    )
+    plant(records / "paper-table1-ablation", {(ip, "no_clip+no_norm_reward"): [1005.23] * 3,
+                                              (idp, "no_clip+no_norm_reward"): [549.09] * 3})  # fmt: skip
+    plant(
+        records / "paper-table1-ablation-pairs",
+        {(ip, "no_clip+no_norm_reward+no_grad_clip"): [255.23] * 3},
+    )
+    out = tmp_path / "out"
+    report.main(report.Args(record_dir=str(records), out=str(out)))
+    page = (out / "paper-table1-ablation.md").read_text()
+    one_choice, pairs = page.split("## Two 2017 choices at once")
+    assert "no_grad_clip" not in one_choice.split("## The ablation")[1]
+    assert "Also in this page's record, not shown" not in page
+    table = [line.strip("| ").split(" | ") for line in pairs.splitlines() if line.startswith("| ")]
+    assert table[0] == ["setup", idp, ip]
+    rows = {cells[0]: cells[1:] for cells in table[1:]}
+    assert rows["without return normalisation"] == ["0.50", "1.00"]
+    assert rows["+ no_grad_clip"] == ["-", "-0.75 [-0.75, -0.75]"]
+    assert rows["+ the other six (the 2017 setup)"] == [
+        "-0.50 [-0.50, -0.50]",
+        "-0.90 [-0.90, -0.90]",
+    ]
+
+
 def test_mujoco_runs_without_an_episode_are_a_page_not_a_crash(tmp_path):
     """Table 1 of runs that never ended an episode (scores null) says so instead of a ValueError."""
     write_runs(tmp_path / "runs", [rec("Pendulum-v1", "clip_0.2", s, None) for s in (1, 2)])
