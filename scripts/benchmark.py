@@ -58,7 +58,7 @@ from common.distributed import torchrun
 @dataclass
 class Args:
     preset: str = "smoke"
-    """paper-table1 (7 MuJoCo tasks x 11 objectives x 3 seeds), paper-table1-2017 (the same under the 2017 setup), paper-table1-ablation (no clipping and clip 0.2 with one 2017 choice at a time), paper-figure3 (7 tasks x 5 algorithms x 3 seeds), paper-table1-ablation-pairs (no clipping on the pendulums without return normalisation and with one more 2017 choice), paper-figure3-2017 (its TRPO and PPO under the 2017 setup), paper-atari49 (49 games x 3 seeds), paper-atari49-a2c (the same with our A2C), smoke, smoke-figure3"""
+    """paper-table1 (7 MuJoCo tasks x 11 objectives x 3 seeds), paper-table1-2017 (the same under the 2017 setup), paper-table1-ablation (no clipping and clip 0.2 with one 2017 choice at a time), paper-table1-ablation-pairs (no clipping on the pendulums without return normalisation and with one more 2017 choice), paper-figure3 (7 tasks x 5 algorithms x 3 seeds), paper-figure3-2017 (its TRPO and PPO under the 2017 setup), paper-atari49 (49 games x 3 seeds), paper-atari49-a2c (the same with our A2C), smoke, smoke-figure3"""
     env_ids: tuple[str, ...] = ()
     """only these env ids of the preset (default: all)"""
     seeds: tuple[int, ...] = ()
