@@ -520,7 +520,8 @@ def pair_lines(
         "A change far below 0 names a choice that holds no clipping down there; the last row is "
         "the whole 2017 setup (paper-table1-2017's no clipping), for reference. On today's scale, "
         "as above.", "",
-        *table1.per_task_change_lines(PAIRS_BASE, runs, base_label="without return normalisation"),
+        *table1.per_task_change_lines(PAIRS_BASE, runs, "no return normalisation",
+                                      "No clipping or penalty on the two pendulums"),
     ]  # fmt: skip
 
 

@@ -478,19 +478,23 @@ def ablation_by_task_lines(
 
 
 def per_task_change_lines(
-    objective: str, runs: dict[str, dict[str, list[float]]], base_label: str = "today's setup"
+    objective: str,
+    runs: dict[str, dict[str, list[float]]],
+    base_label: str = "today's setup",
+    title: str | None = None,
 ) -> list[str]:
     """Markdown: one objective's table of ``ablation_by_task_lines``. The base row (``objective``'s
     own runs, today's setup unless ``base_label`` says otherwise) holds its mean normalised score on
     each task; each choice's row its change from that on the task, with a 95% interval over the
-    seeds of each; '-' where the choice has not run on the task yet."""
+    seeds of each; '-' where the choice has not run on the task yet. ``title`` heads the table
+    (default: the objective's label in the paper)."""
     base = runs.get(objective, {})
     envs = sorted(base)
     choices = sorted(v for v in runs if v.startswith(objective + "+"))
     if not envs or not choices:
         return []
     lines = [
-        f"**{variant_label(objective)}** ({base_label}: the mean score on the task; a choice: "
+        f"**{title or variant_label(objective)}** ({base_label}: the mean score on the task; a choice: "
         "its change from that, [95%])",
         "",
         "| setup | " + " | ".join(envs) + " |",

@@ -463,7 +463,7 @@ def test_the_ablation_page_sets_each_pair_against_the_first_choice_alone(tmp_pat
     table = [line.strip("| ").split(" | ") for line in pairs.splitlines() if line.startswith("| ")]
     assert table[0] == ["setup", idp, ip]
     rows = {cells[0]: cells[1:] for cells in table[1:]}
-    assert rows["without return normalisation"] == ["0.50", "1.00"]
+    assert rows["no return normalisation"] == ["0.50", "1.00"]
     assert rows["+ no_grad_clip"] == ["-", "-0.75 [-0.75, -0.75]"]
     assert rows["+ the other six (the 2017 setup)"] == [
         "-0.50 [-0.50, -0.50]",
