@@ -77,17 +77,17 @@ def ablation_variants() -> dict[str, list[str]]:
 # one, on those two tasks, to find which choice (or choices) holds no clipping down there.
 PAIRS_FIRST_CHOICE = "no_norm_reward"
 PAIRS_ENVS = ("InvertedDoublePendulum-v5", "InvertedPendulum-v5")
+PAIRS_BASE = f"no_clip+{PAIRS_FIRST_CHOICE}"  # the ablation's variant the pairs start from
 
 
 def pair_variants() -> dict[str, list[str]]:
     """No clipping without return normalisation (shared with the ablation), then with one more 2017
     choice at a time: ``no_clip+no_norm_reward+{choice}``."""
-    first = f"no_clip+{PAIRS_FIRST_CHOICE}"
     base = [*TABLE1_VARIANTS["no_clip"][0], *SETUP_2017[PAIRS_FIRST_CHOICE]]
-    variants = {first: base}
+    variants = {PAIRS_BASE: base}
     for choice, flags in SETUP_2017.items():
         if choice != PAIRS_FIRST_CHOICE:
-            variants[f"{first}+{choice}"] = [*base, *flags]
+            variants[f"{PAIRS_BASE}+{choice}"] = [*base, *flags]
     return variants
 
 
@@ -170,7 +170,7 @@ def all_presets() -> dict[str, Preset]:
             "ppo_continuous", PAIRS_ENVS, (1, 2, 3), pair_variants(),
             ["--total-timesteps", "1000000", "--no-clip-vloss"], recorded=True,
             reported_with="paper-table1-ablation",
-            shared={f"no_clip+{PAIRS_FIRST_CHOICE}": "paper-table1-ablation"},
+            shared={PAIRS_BASE: "paper-table1-ablation"},
         ),
         # Figure 3's PPO and TRPO under the 2017 setup: does the paper's ordering come back? PPO's
         # runs are paper-table1-2017's clip_0.2.

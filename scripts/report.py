@@ -29,7 +29,7 @@ import numpy as np
 import table1
 from atari_tables import atari_lines
 from curves import trailing_mean
-from presets import PAIRS_ENVS, PAIRS_FIRST_CHOICE, REPO, presets, variant_label, variant_order
+from presets import PAIRS_BASE, PAIRS_ENVS, REPO, presets, variant_label, variant_order
 from records import RECORDS, Record, key_of, result_of_run, shared_records
 from table1 import measure_random_scores, read_random_scores, table1_lines
 
@@ -490,9 +490,6 @@ def setup_sections(
                 "### Task by task", "", *table1.ablation_by_task_lines(one, today, random),
                 *pair_lines(rows, setup_2017, today, random)]  # fmt: skip
     return []
-
-
-PAIRS_BASE = f"no_clip+{PAIRS_FIRST_CHOICE}"
 
 
 def pair_lines(
